@@ -1,0 +1,3 @@
+from .convnext import ConvNeXt
+
+__all__ = ['ConvNeXt']

@@ -1,0 +1,239 @@
+"""ConvNeXt (Liu et al., "A ConvNet for the 2020s") and ConvNeXt V2 as a dense-prediction backbone.
+
+Parameter names follow the official repository exactly, so its classification and fine-tuned
+COCO / ADE20K checkpoints load unchanged; other published formats are converted by
+:mod:`mmconvnext.models.backbones.checkpoint_formats`.
+
+Tensors stay in ``channels_last`` memory from the stem on: the NCHW -> NHWC permutes around
+each block's LayerNorm / MLP are then free views, and outputs are logically NCHW.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+
+from mmconvnext.registry import MODELS, register_downstream
+
+#: arch name -> (blocks per stage, channels per stage); paper Table 9, V2 paper for atto..nano.
+ARCH_SETTINGS = {
+    'atto': ((2, 2, 6, 2), (40, 80, 160, 320)),
+    'femto': ((2, 2, 6, 2), (48, 96, 192, 384)),
+    'pico': ((2, 2, 6, 2), (64, 128, 256, 512)),
+    'nano': ((2, 2, 8, 2), (80, 160, 320, 640)),
+    'tiny': ((3, 3, 9, 3), (96, 192, 384, 768)),
+    'small': ((3, 3, 27, 3), (96, 192, 384, 768)),
+    'base': ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    'large': ((3, 3, 27, 3), (192, 384, 768, 1536)),
+    'xlarge': ((3, 3, 27, 3), (256, 512, 1024, 2048)),
+    'huge': ((3, 3, 27, 3), (352, 704, 1408, 2816)),
+}
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor (eps 1e-6), ``weight``/``bias`` of shape (C,)."""
+
+    def __init__(self, num_channels, eps=1e-6):
+        super().__init__(num_channels, eps=eps)
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                         self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class GRN(nn.Module):
+    """Global Response Normalization of ConvNeXt V2 on NHWC input; ``gamma``/``beta`` of shape (C,)."""
+
+    def __init__(self, channels, eps=1e-6):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x):
+        gx = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)  # (N, 1, 1, C)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
+        return torch.addcmul(self.beta, self.gamma, x * nx) + x
+
+
+class Block(nn.Module):
+    """dwconv 7x7 -> LayerNorm -> 1x1 (4x) -> GELU [-> GRN] -> 1x1 -> layer scale, + residual.
+
+    Args:
+        dim (int): channels C; input and output are (N, C, H, W).
+        drop_path (float): stochastic-depth rate of this block.
+        layer_scale_init_value (float): initial ``gamma``; 0 disables layer scale (V2).
+        use_grn (bool): ConvNeXt V2 Global Response Normalization after GELU.
+    """
+
+    def __init__(self, dim, drop_path=0., layer_scale_init_value=1e-6, use_grn=False):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)  # 1x1 convs as Linear on NHWC
+        self.act = nn.GELU()
+        self.grn = GRN(4 * dim) if use_grn else None
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = (nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
+                      if layer_scale_init_value > 0 else None)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x):
+        y = self.dwconv(x).permute(0, 2, 3, 1)  # (N, H, W, C)
+        y = self.act(self.pwconv1(self.norm(y)))
+        if self.grn is not None:
+            y = self.grn(y)
+        y = self.pwconv2(y)
+        if self.gamma is not None:
+            y = y * self.gamma
+        return x + self.drop_path(y.permute(0, 3, 1, 2))
+
+
+@MODELS.register_module()
+class ConvNeXt(BaseModule):
+    """ConvNeXt V1 / V2 backbone returning a pyramid of normalised feature maps.
+
+    Args:
+        arch (str | dict): one of :data:`ARCH_SETTINGS` or ``dict(depths=[4 ints],
+            channels=[4 ints])``. Default ``'tiny'``.
+        in_channels (int): input image channels. Default 3.
+        drop_path_rate (float): stochastic depth of the last block; rates rise linearly from 0
+            over all blocks. Default 0.
+        layer_scale_init_value (float): initial layer scale; 0 disables it. Default 1e-6.
+        out_indices (Sequence[int]): stages (0-3) whose outputs are returned, at strides
+            4, 8, 16, 32; each gets its own LayerNorm ``norm{i}``. Stages after the last index
+            are not built (no unused parameters under DDP). Default (0, 1, 2, 3).
+        frozen_stages (int): -1 trains everything; k >= 0 freezes the stem and stages < k
+            (with their downsampling layers): eval mode and ``requires_grad=False``. Default -1.
+        norm_eval (bool): keep normalization layers in eval mode during training. ConvNeXt's
+            LayerNorms have no running statistics, so this only fixes the module mode.
+        with_cp (bool): gradient checkpointing of each block (less memory, more compute).
+        use_grn (bool): ConvNeXt V2 blocks (use with ``layer_scale_init_value=0``).
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
+            prefix=None)`` loads any published ConvNeXt checkpoint format; otherwise the official
+            truncated-normal (std 0.02) initialisation is kept.
+    """
+
+    def __init__(self, arch='tiny', in_channels=3, drop_path_rate=0., layer_scale_init_value=1e-6,
+                 out_indices=(0, 1, 2, 3), frozen_stages=-1, norm_eval=False, with_cp=False,
+                 use_grn=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.depths, self.channels = parse_arch(arch)
+        self.out_indices = parse_out_indices(out_indices)
+        num_stages = max(self.out_indices) + 1  # later stages would be unused parameters
+        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= num_stages):
+            raise ValueError(f'frozen_stages={frozen_stages!r} is invalid; valid: -1 to {num_stages} '
+                             f'(stages built for out_indices={self.out_indices})')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.out_channels = [self.channels[i] for i in self.out_indices]
+
+        # Stem: 4x4 "patchify" conv, stride 4; then a LayerNorm + 2x2 stride-2 conv per stage.
+        stem = nn.Sequential(nn.Conv2d(in_channels, self.channels[0], kernel_size=4, stride=4),
+                             LayerNorm2d(self.channels[0]))
+        self.downsample_layers = nn.ModuleList([stem] + [
+            nn.Sequential(LayerNorm2d(self.channels[i - 1]),
+                          nn.Conv2d(self.channels[i - 1], self.channels[i], kernel_size=2, stride=2))
+            for i in range(1, num_stages)])
+
+        rates = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        starts = [sum(self.depths[:i]) for i in range(4)]
+        self.stages = nn.ModuleList(
+            nn.Sequential(*[
+                Block(dim, rates[start + j], layer_scale_init_value, use_grn)
+                for j in range(depth)])
+            for dim, depth, start in zip(self.channels[:num_stages], self.depths, starts))
+
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', LayerNorm2d(self.channels[i]))
+
+        self.apply(_init_official)
+        self._freeze_stages()
+
+    def forward(self, x):
+        """(N, in_channels, H, W) -> tuple of (N, C_i, H / 2**(i+2), W / 2**(i+2)) for out_indices."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        outs = []
+        for i, (downsample, stage) in enumerate(zip(self.downsample_layers, self.stages)):
+            x = self._run_stage(stage, downsample(x))
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)
+
+    def _run_stage(self, stage, x):
+        if not (self.with_cp and self.training and x.requires_grad):
+            return stage(x)
+        for block in stage:
+            x = cp.checkpoint(block, x, use_reentrant=False)
+        return x
+
+    def init_weights(self):
+        """Load ``init_cfg`` of type ``Pretrained`` through the format converter."""
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            from .checkpoint_formats import load_pretrained
+            load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
+                            map_location=self.init_cfg.get('map_location', 'cpu'))
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = list(self.downsample_layers[:max(self.frozen_stages, 1)])
+        frozen += list(self.stages[:self.frozen_stages])
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, (nn.LayerNorm, GRN, nn.modules.batchnorm._BatchNorm)):
+                    module.eval()
+        return self
+
+
+def parse_arch(arch):
+    """``arch`` (name or dict) -> (depths, channels), each a tuple of 4 ints."""
+    if isinstance(arch, str):
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(f'Unknown ConvNeXt arch {arch!r}; valid: {", ".join(ARCH_SETTINGS)} '
+                             "or dict(depths=[...], channels=[...])")
+        return ARCH_SETTINGS[arch]
+    if isinstance(arch, dict) and set(arch) == {'depths', 'channels'}:
+        depths, channels = tuple(arch['depths']), tuple(arch['channels'])
+        if len(depths) == len(channels) == 4 and all(
+                isinstance(v, int) and v > 0 for v in depths + channels):
+            return depths, channels
+    raise ValueError(f'Invalid ConvNeXt arch {arch!r}; a dict needs exactly the keys depths and '
+                     'channels, each 4 positive ints')
+
+
+def parse_out_indices(out_indices):
+    """Validate ``out_indices`` -> sorted tuple of distinct stage indices in 0..3."""
+    if isinstance(out_indices, int):
+        out_indices = (out_indices, )
+    indices = tuple(out_indices)
+    if (not indices or len(set(indices)) != len(indices)
+            or not all(isinstance(i, int) and 0 <= i <= 3 for i in indices)):
+        raise ValueError(f'out_indices={out_indices!r} is invalid; valid: distinct stage indices '
+                         'from 0, 1, 2, 3 (negative indices are not accepted)')
+    return tuple(sorted(indices))
+
+
+def _init_official(module):
+    """The official initialisation: truncated normal (std 0.02) weights, zero bias."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        trunc_normal_(module.weight, std=.02)
+        nn.init.zeros_(module.bias)
+
+
+register_downstream(ConvNeXt)
