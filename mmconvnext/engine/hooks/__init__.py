@@ -1,0 +1,3 @@
+from .lr_range_hook import LrRangeHook
+
+__all__ = ['LrRangeHook']
