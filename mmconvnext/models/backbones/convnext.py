@@ -86,9 +86,11 @@ class Block(nn.Module):
         y = self.act(self.pwconv1(self.norm(y)))
         if self.grn is not None:
             y = self.grn(y)
-        y = self.pwconv2(y)
-        if self.gamma is not None:
-            y = y * self.gamma
+        if self.gamma is None:
+            y = self.pwconv2(y)
+        else:  # layer scale folded into pwconv2: one pass and one stored activation fewer
+            y = F.linear(y, self.pwconv2.weight * self.gamma[:, None],
+                         self.pwconv2.bias * self.gamma)
         return x + self.drop_path(y.permute(0, 3, 1, 2))
 
 
@@ -140,7 +142,8 @@ class ConvNeXt(BaseModule):
                           nn.Conv2d(self.channels[i - 1], self.channels[i], kernel_size=2, stride=2))
             for i in range(1, num_stages)])
 
-        rates = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        last = sum(self.depths) - 1  # rates in plain Python: buildable on the meta device
+        rates = [drop_path_rate * k / max(last, 1) for k in range(last + 1)]
         starts = [sum(self.depths[:i]) for i in range(4)]
         self.stages = nn.ModuleList(
             nn.Sequential(*[

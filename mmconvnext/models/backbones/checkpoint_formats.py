@@ -1,0 +1,336 @@
+"""Recognise a published ConvNeXt checkpoint format, convert it to our layout and load it.
+
+Our layout is the official one (:mod:`.convnext`). A format is recognised by the name of its
+first block's depthwise conv, after unwrapping ``state_dict`` / ``model`` / ``module``
+containers and stripping a prefix (``prefix`` as in mmengine, or else automatically a DDP
+``module.``, a detector's / segmentor's ``backbone.`` and HuggingFace's ``convnext.`` /
+``convnextv2.``):
+
+=====================================  ============================================
+format                                 first block's depthwise conv
+=====================================  ============================================
+official (classification / dense)      ``stages.0.0.dwconv.weight``
+timm                                   ``stages.0.blocks.0.conv_dw.weight``
+mmpretrain, mmdet / mmseg model zoos   ``stages.0.0.depthwise_conv.weight``
+torchvision                            ``features.1.0.block.0.weight``
+HuggingFace transformers               ``encoder.stages.0.layers.0.dwconv.weight``
+=====================================  ============================================
+
+Keys are renamed, then kept only if they name a tensor of our layout; classification heads,
+the other parts of a detector or segmentor and unknown extras are dropped. Shapes are brought
+to ours: layer scale (C, 1, 1) and GRN (1, 1, 1, C) -> (C,); 1x1-conv pointwise weights
+(O, I, 1, 1) -> Linear (O, I).
+
+Output norms ``norm{i}`` are loaded only from formats that define them as the per-stage output
+norms: the official dense-prediction checkpoints, mmpretrain and the mmdet / mmseg zoos (their
+ConvNeXt names its output norms ``norm{i}``; mmdet's own ConvNeXt recipes load them, including
+the ``norm3`` of mmpretrain classifiers) and HuggingFace's ``ConvNextBackbone``
+(``hidden_states_norms.stage{i+1}``). A classifier's final norm (official ``norm``, timm
+``head.norm``, torchvision ``classifier.0``, HuggingFace ``layernorm``) normalises globally pooled
+features, not a feature map, so it is dropped rather than used as ``norm3``: all four output norms
+then start alike from weight 1, bias 0, as in the official dense-prediction code.
+"""
+import os
+import pickle
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Callable, NamedTuple, Union
+
+import torch
+from mmengine.logging import MMLogger
+
+from .convnext import ARCH_SETTINGS
+
+_CONTAINER_KEYS = ('state_dict', 'model', 'module')
+_AUTO_PREFIXES = ('module.', 'backbone.', 'convnext.', 'convnextv2.')
+
+#: Every tensor name of our layout.
+_OUR_KEY = re.compile(r'downsample_layers\.[0-3]\.[01]\.(weight|bias)'
+                      r'|stages\.[0-3]\.\d+\.((dwconv|norm|pwconv1|pwconv2)\.(weight|bias)'
+                      r'|gamma|grn\.(gamma|beta))'
+                      r'|norm[0-3]\.(weight|bias)')
+_OUTPUT_NORM = re.compile(r'norm[0-3]\.')
+_STAGE_INDEX = re.compile(r'(?:downsample_layers|stages)\.(\d)\.')
+
+Rule = tuple[str, Union[str, Callable[[re.Match], str]]]
+
+
+class _Format(NamedTuple):
+    name: str
+    first_dwconv: str  # the key that identifies the format
+    rules: tuple[Rule, ...]  # re.sub(pattern, replacement) applied to every key, in order
+
+
+_FORMATS = (
+    _Format('official', 'stages.0.0.dwconv.weight', ()),
+    _Format('timm', 'stages.0.blocks.0.conv_dw.weight', (
+        (r'^stem\.', 'downsample_layers.0.'),
+        (r'^stages\.(\d)\.downsample\.', r'downsample_layers.\1.'),
+        (r'^stages\.(\d)\.blocks\.', r'stages.\1.'),
+        (r'\.conv_dw\.', '.dwconv.'),
+        (r'\.mlp\.fc1\.', '.pwconv1.'),
+        (r'\.mlp\.fc2\.', '.pwconv2.'),
+        (r'\.mlp\.grn\.weight$', '.grn.gamma'),
+        (r'\.mlp\.grn\.bias$', '.grn.beta'),
+    )),
+    _Format('mmpretrain', 'stages.0.0.depthwise_conv.weight', (
+        (r'\.depthwise_conv\.', '.dwconv.'),
+        (r'\.pointwise_conv([12])\.', r'.pwconv\1.'),
+    )),
+    _Format('torchvision', 'features.1.0.block.0.weight', (
+        (r'^features\.0\.', 'downsample_layers.0.'),
+        (r'^features\.([246])\.', lambda m: f'downsample_layers.{int(m[1]) // 2}.'),
+        (r'^features\.([1357])\.', lambda m: f'stages.{int(m[1]) // 2}.'),
+        (r'\.block\.0\.', '.dwconv.'),
+        (r'\.block\.2\.', '.norm.'),
+        (r'\.block\.3\.', '.pwconv1.'),
+        (r'\.block\.5\.', '.pwconv2.'),
+        (r'\.layer_scale$', '.gamma'),
+    )),
+    _Format('huggingface', 'encoder.stages.0.layers.0.dwconv.weight', (
+        (r'^embeddings\.patch_embeddings\.', 'downsample_layers.0.0.'),
+        (r'^embeddings\.layernorm\.', 'downsample_layers.0.1.'),
+        (r'^encoder\.stages\.(\d)\.downsampling_layer\.', r'downsample_layers.\1.'),
+        (r'^encoder\.stages\.(\d)\.layers\.', r'stages.\1.'),
+        (r'^(stages\.\d\.\d+)\.layernorm\.', r'\1.norm.'),
+        (r'\.layer_scale_parameter$', '.gamma'),
+        (r'\.grn\.weight$', '.grn.gamma'),
+        (r'\.grn\.bias$', '.grn.beta'),
+        (r'^hidden_states_norms\.stage([1-4])\.', lambda m: f'norm{int(m[1]) - 1}.'),
+    )),
+)
+
+
+class _Conversion(NamedTuple):
+    state_dict: dict  # our layout
+    format_name: str
+    dropped_keys: list  # source keys that are not part of our layout (heads, necks, ...)
+
+
+def read_checkpoint(path_or_url, map_location='cpu'):
+    """Read a local checkpoint file or an http(s) URL -> the checkpoint dict.
+
+    PyTorch files are read with ``torch.load(weights_only=True)`` (tensors, containers and plain
+    values only), safetensors files with safetensors (to CPU). A URL is downloaded once into torch
+    hub's cache (``torch.hub.get_dir()/checkpoints``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a checkpoint (not a PyTorch / safetensors file, truncated, not a dict
+            holding tensors).
+        pickle.UnpicklingError: the file holds Python objects that could execute code.
+    """
+    path = str(path_or_url)
+    if path.startswith(('http://', 'https://')):
+        path = _download(path)
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    with open(path, 'rb') as file:
+        head = file.read(9)
+    is_torch = head.startswith((b'PK\x03\x04', b'\x80'))  # torch's zip format, or a bare pickle
+    if not is_torch and head[8:] != b'{':  # safetensors: a JSON header's 8-byte length, then '{'
+        raise ValueError(f'{path} is not a checkpoint: neither a PyTorch nor a safetensors file '
+                         f'(it starts with {head!r})')
+    try:
+        if is_torch:
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        else:
+            from safetensors.torch import load_file
+            checkpoint = load_file(path)
+    except pickle.UnpicklingError as err:
+        raise pickle.UnpicklingError(
+            f'{path} was not loaded: it holds Python objects that could execute code when loaded '
+            f'(torch.load(weights_only=True) refused it: {_refusal_reason(err)}). If you trust '
+            'this file, convert it once, in an environment you trust, into a tensors-only '
+            f'checkpoint: python tools/convert_checkpoint.py {path} CONVERTED.pth '
+            '--trust-pickle, then load CONVERTED.pth.') from err
+    except Exception as err:  # torch and safetensors raise RuntimeError, EOFError, ... on bad bytes
+        raise ValueError(f'{path} is truncated or corrupt: {type(err).__name__}: {err}') from err
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a checkpoint dict')
+    if not any(torch.is_tensor(v) for v in _unwrap(checkpoint).values()):
+        raise ValueError(f'{path} holds no tensors (top-level keys: {_sample(checkpoint)})')
+    return checkpoint
+
+
+def convert_state_dict(state_dict, prefix=None):
+    """Convert a checkpoint or state dict of any recognised format -> (our state dict, format name).
+
+    Args:
+        state_dict (dict): a checkpoint (``state_dict`` / ``model`` / ``module`` containers are
+            unwrapped) or a flat name -> tensor dict.
+        prefix (str, optional): as in mmengine, keep only the keys starting with ``prefix + '.'``
+            and strip it. Default None: strip ``module.``, ``backbone.``, ``convnext.`` and
+            ``convnextv2.`` where present, dropping the keys outside them.
+
+    Raises:
+        ValueError: no key under ``prefix``, or an unrecognised format.
+    """
+    conversion = _convert(state_dict, prefix)
+    return conversion.state_dict, conversion.format_name
+
+
+def load_pretrained(model, checkpoint, prefix=None, map_location='cpu'):
+    """Read, convert and load ``checkpoint`` (path or URL) into a ConvNeXt ``model``; log a report.
+
+    Only ``norm{i}`` may be missing from the checkpoint (they keep their initialisation), and only
+    stages the model does not build (or output norms it lacks) may be extra; anything else
+    (another arch, V1 vs V2, layer scale on or off) raises a ValueError naming the first
+    offending key, the shapes if they differ and the arch the checkpoint looks like. Nothing is
+    loaded unless everything fits.
+    """
+    source = read_checkpoint(checkpoint, map_location)
+    try:
+        conversion = _convert(source, prefix)
+    except ValueError as err:
+        raise ValueError(f'{checkpoint}: {err}') from None
+    loaded, expected = conversion.state_dict, model.state_dict()
+
+    def mismatch(problem):
+        return ValueError(f'{checkpoint}: {problem}; the checkpoint looks like '
+                          f'{_describe_arch(loaded)}, the model is {_describe_arch(expected)}')
+
+    for key, tensor in expected.items():
+        if key in loaded and loaded[key].shape != tensor.shape:
+            raise mismatch(f'shape mismatch at {key}: checkpoint {tuple(loaded[key].shape)}, '
+                           f'model {tuple(tensor.shape)}')
+    missing = [key for key in expected if key not in loaded]
+    absent = [key for key in missing if not _OUTPUT_NORM.match(key)]
+    if absent:
+        raise mismatch(f'{_first(absent)} of the model is not in it')
+    built_stages = {_stage_index(key) for key in expected} - {None}
+    extra = [key for key in loaded if key not in expected]
+    unexpected = [key for key in extra if _stage_index(key) in built_stages]
+    if unexpected:
+        raise mismatch(f'it has {_first(unexpected)}, which the model lacks')
+
+    model.load_state_dict({key: loaded[key] for key in expected if key in loaded}, strict=False)
+    report = [f'Loaded {len(expected) - len(missing)} tensors from {checkpoint} '
+              f'({conversion.format_name} format)']
+    if missing:
+        report.append(f'newly initialised: {_summarise(missing)}')
+    if extra or conversion.dropped_keys:
+        report.append(f'ignored from the checkpoint: {_summarise(conversion.dropped_keys + extra)}')
+    MMLogger.get_current_instance().info('\n  '.join(report))
+
+
+def _convert(checkpoint, prefix):
+    state_dict = _unwrap(checkpoint)
+    dropped = []
+    if prefix:
+        state_dict, dropped = _strip_prefix(state_dict, prefix)
+        if not state_dict:
+            raise ValueError(f'no key starts with prefix {prefix!r}; keys: {_sample(dropped)}')
+    else:
+        for auto_prefix in _AUTO_PREFIXES:
+            if any(key.startswith(auto_prefix) for key in state_dict):
+                state_dict, outside = _strip_prefix(state_dict, auto_prefix)
+                dropped += outside
+    fmt = next((f for f in _FORMATS if f.first_dwconv in state_dict), None)
+    if fmt is None:
+        known = ', '.join(f'{f.first_dwconv} ({f.name})' for f in _FORMATS)
+        raise ValueError('unrecognised ConvNeXt checkpoint format: it names the first block\'s '
+                         f'depthwise conv as none of {known}; keys: {_sample(state_dict)}')
+    converted = {}
+    for key, tensor in state_dict.items():
+        new_key = key
+        for pattern, replacement in fmt.rules:
+            new_key = re.sub(pattern, replacement, new_key)
+        if _OUR_KEY.fullmatch(new_key) and torch.is_tensor(tensor):
+            converted[new_key] = _our_shape(new_key, tensor)
+        else:
+            dropped.append(key)
+    name = fmt.name
+    if name == 'official':
+        name += ' classification' if 'head.weight' in state_dict else ' dense-prediction'
+    return _Conversion(converted, name, dropped)
+
+
+def _unwrap(checkpoint):
+    """Descend into ``state_dict`` / ``model`` / ``module`` containers -> the flat state dict."""
+    while True:
+        inner = next((checkpoint[key] for key in _CONTAINER_KEYS
+                      if isinstance(checkpoint.get(key), Mapping)), None)
+        if inner is None:
+            return checkpoint
+        checkpoint = inner
+
+
+def _strip_prefix(state_dict, prefix):
+    """mmengine's prefix semantics -> ({key without prefix: value}, [keys outside the prefix])."""
+    prefix = prefix if prefix.endswith('.') else prefix + '.'
+    inside = {key[len(prefix):]: value for key, value in state_dict.items()
+              if key.startswith(prefix)}
+    return inside, [key for key in state_dict if not key.startswith(prefix)]
+
+
+def _our_shape(key, tensor):
+    """Layer scale (C, 1, 1) and GRN (1, 1, 1, C) -> (C,); 1x1 pointwise conv -> Linear (O, I)."""
+    is_vector = tensor.dim() > 1 and tensor.numel() == max(tensor.shape)
+    if key.endswith(('.gamma', '.beta')) and is_vector:
+        return tensor.flatten()
+    if '.pwconv' in key and key.endswith('.weight') and tensor.shape[2:] == (1, 1):
+        return tensor.flatten(1)
+    return tensor
+
+
+def _stage_index(key):
+    """Stage of a ``downsample_layers.i`` / ``stages.i`` key; None for the output norms."""
+    match = _STAGE_INDEX.match(key)
+    return int(match[1]) if match else None
+
+
+def _describe_arch(state_dict):
+    """E.g. 'ConvNeXt-V2 atto (depths (2, 2, 6, 2), channels (40, 80, 160, 320))' from our keys."""
+    depths, channels = [], []
+    for i in range(4):
+        if f'stages.{i}.0.dwconv.weight' not in state_dict:
+            break
+        channels.append(state_dict[f'stages.{i}.0.dwconv.weight'].shape[0])
+        depths.append(len({key.split('.')[2] for key in state_dict
+                           if key.startswith(f'stages.{i}.')}))
+    names = [name for name, (arch_depths, arch_channels) in ARCH_SETTINGS.items()
+             if list(arch_depths[:len(depths)]) == depths
+             and list(arch_channels[:len(channels)]) == channels]
+    version = 'ConvNeXt-V2' if any('.grn.' in key for key in state_dict) else 'ConvNeXt'
+    return (f'{version} {"/".join(names) or "of no known arch"} '
+            f'(depths {tuple(depths)}, channels {tuple(channels)})')
+
+
+def _summarise(keys, max_groups=8):
+    """'stages.3 (36), head (2)': keys grouped by module (first name, plus its index if any)."""
+    counts = {}
+    for key in keys:
+        parts = key.split('.')
+        group = '.'.join(parts[:2] if len(parts) > 2 and parts[1].isdigit() else parts[:1])
+        counts[group] = counts.get(group, 0) + 1
+    groups = [f'{group} ({count})' for group, count in counts.items()]
+    more = f', ... {len(groups) - max_groups} more modules' if len(groups) > max_groups else ''
+    return ', '.join(groups[:max_groups]) + more
+
+
+def _first(keys):
+    return keys[0] + (f' (and {len(keys) - 1} more)' if len(keys) > 1 else '')
+
+
+def _sample(keys, count=5):
+    keys = list(keys)
+    return ', '.join(keys[:count]) + (f', ... ({len(keys)} keys)' if len(keys) > count else '')
+
+
+def _refusal_reason(err):
+    """The line of torch's weights_only refusal that names the offending global or opcode."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    return next((line for line in lines if 'nsupported' in line), lines[0]).rstrip('.')
+
+
+def _download(url):
+    """Download ``url`` once into torch hub's checkpoint cache -> the local path."""
+    cache_dir = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    path = os.path.join(cache_dir, os.path.basename(urllib.parse.urlparse(url).path))
+    if not os.path.isfile(path):
+        os.makedirs(cache_dir, exist_ok=True)
+        torch.hub.download_url_to_file(url, path)
+    return path

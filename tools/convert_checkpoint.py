@@ -1,0 +1,57 @@
+"""Convert a published ConvNeXt checkpoint into a clean mmconvnext backbone checkpoint.
+
+    python tools/convert_checkpoint.py SRC DST [--prefix P] [--trust-pickle]
+
+SRC is a local file or an http(s) URL in any format that
+:mod:`mmconvnext.models.backbones.checkpoint_formats` recognises (official, timm, mmpretrain /
+mmdet / mmseg zoos, torchvision, HuggingFace). DST receives
+``{'state_dict': backbone tensors in our layout, 'meta': {'source_format': ..., 'source': SRC}}``,
+which ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` and mmengine's ``load_checkpoint`` read.
+
+SRC is read with ``torch.load(weights_only=True)``. ``--trust-pickle`` reads a local SRC with
+``weights_only=False`` instead, which runs any code the file holds: use it only for a file from a
+source you trust, in an environment you trust. DST then holds tensors and strings only.
+"""
+import argparse
+import os
+import pickle
+
+import torch
+
+from mmconvnext.models.backbones.checkpoint_formats import convert_state_dict, read_checkpoint
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='checkpoint file or http(s) URL')
+    parser.add_argument('dst', help='output .pth file')
+    parser.add_argument('--prefix', help="keep only keys under this prefix (e.g. 'backbone'); "
+                        'default: strip module. / backbone. / convnext. automatically')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='read a local SRC with torch.load(weights_only=False): runs any code '
+                        'it holds; only for files you trust')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        if args.trust_pickle:
+            if args.src.startswith(('http://', 'https://')):
+                raise ValueError('--trust-pickle reads local files only: download SRC first')
+            print(f'--trust-pickle: reading {args.src} with torch.load(weights_only=False), which '
+                  'executes any code the file holds')
+            checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
+        else:
+            checkpoint = read_checkpoint(args.src)
+        state_dict, source_format = convert_state_dict(checkpoint, prefix=args.prefix)
+    except (OSError, ValueError, pickle.UnpicklingError) as err:
+        raise SystemExit(f'error: {err}') from None
+    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
+    meta = {'source_format': source_format, 'source': args.src}
+    torch.save({'state_dict': state_dict, 'meta': meta}, args.dst)
+    print(f'{args.dst}: {len(state_dict)} backbone tensors from a {source_format} checkpoint')
+
+
+if __name__ == '__main__':
+    main()
