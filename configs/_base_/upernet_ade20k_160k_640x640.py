@@ -1,0 +1,32 @@
+"""ADE20K at 640x640 crops for ``upernet_ade20k_160k.py``.
+
+mmseg's data pipelines at scale (2560, 640), batch 2 per GPU. Single-scale test: sliding
+640x640 windows at stride 426. Multi-scale + flip test (``tools/test.py --tta``): (2560, 640)
+times 0.5, 0.75, ..., 1.75, each also flipped, as in the original runs (mmseg's own TTA pipeline
+scales the raw image instead).
+"""
+_base_ = ['./upernet_ade20k_160k.py', 'mmseg::_base_/datasets/ade20k_640x640.py']
+
+model = dict(
+    data_preprocessor=dict(size=_base_.crop_size),
+    test_cfg=dict(mode='slide', crop_size=_base_.crop_size, stride=(426, 426)))
+
+train_dataloader = dict(batch_size=2)
+
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale=(int(2560 * ratio), int(640 * ratio)), keep_ratio=True)
+                for ratio in _base_.img_ratios
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal'),
+            ],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ]),
+]

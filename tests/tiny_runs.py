@@ -1,0 +1,99 @@
+"""Tiny datasets in the real COCO / ADE20K layouts and slimmed configs, for CPU test runs."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from mmdet.datasets import CocoDataset
+
+#: The repository's configs folder.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+
+#: ConvNeXt-T's depths (the real layer-decay groups) at 1/12 of its widths.
+NARROW_TINY_ARCH = dict(depths=[3, 3, 9, 3], channels=[8, 16, 32, 64])
+#: Every resize and crop size of the recipes is divided by this for the tiny images.
+SIZE_DIVISOR = 8
+
+
+def divide_sizes(transform_cfg):
+    """Divide every resize / crop size in a (nested) pipeline config by ``SIZE_DIVISOR``."""
+    if isinstance(transform_cfg, list):
+        for item in transform_cfg:
+            if isinstance(item, (list, dict)):
+                divide_sizes(item)
+        return
+    for key, value in transform_cfg.items():
+        if key in ('scale', 'crop_size', 'stride', 'size'):
+            transform_cfg[key] = tuple(side // SIZE_DIVISOR for side in value)
+        elif key == 'scales':
+            transform_cfg[key] = [tuple(side // SIZE_DIVISOR for side in size) for size in value]
+        elif isinstance(value, (list, dict)):
+            divide_sizes(value)
+
+
+def tiny_images(rng, count, width=96, height=64):
+    """``count`` random BGR images with a different bright rectangle each, and the rectangles."""
+    images, boxes = [], []
+    for index in range(count):
+        image = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
+        x, y, w, h = 8 + 16 * index, 8 + 4 * index, 40, 32
+        image[y:y + h, x:x + w] = (200, 180, 160)
+        images.append(image)
+        boxes.append((x, y, w, h))
+    return images, boxes
+
+
+def write_coco(root, rng):
+    """Two images with one polygon instance each; the same json serves train and val."""
+    (root / 'images').mkdir(parents=True)
+    images, boxes = tiny_images(rng, 2)
+    classes = CocoDataset.METAINFO['classes']
+    coco = dict(images=[], annotations=[], categories=[
+        dict(id=index, name=name) for index, name in enumerate(classes, start=1)])
+    for index, (image, (x, y, w, h)) in enumerate(zip(images, boxes), start=1):
+        cv2.imwrite(str(root / 'images' / f'{index}.jpg'), image)
+        coco['images'].append(dict(id=index, file_name=f'{index}.jpg', height=image.shape[0],
+                                   width=image.shape[1]))
+        coco['annotations'].append(dict(
+            id=index, image_id=index, category_id=index, bbox=[x, y, w, h], area=w * h,
+            iscrowd=0, segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]]))
+    (root / 'instances.json').write_text(json.dumps(coco))
+
+
+def slim_rcnn(model_cfg, width=64):
+    """The detector on the narrow backbone with FPN / RoI heads ``width`` channels wide, 256-wide
+    FCs, 128 sampled RoIs per stage and 100 proposals. Every box is kept at test time (an
+    iteration-old detector scores all classes below mmdet's 0.05 threshold)."""
+    model_cfg.neck.update(in_channels=NARROW_TINY_ARCH['channels'], out_channels=width)
+    model_cfg.rpn_head.update(in_channels=width, feat_channels=width)
+    roi_head = model_cfg.roi_head
+    roi_head.bbox_roi_extractor.out_channels = width
+    roi_head.mask_roi_extractor.out_channels = width
+    bbox_heads = roi_head.bbox_head if isinstance(roi_head.bbox_head, list) else [
+        roi_head.bbox_head]
+    for bbox_head in bbox_heads:
+        bbox_head.update(in_channels=width, fc_out_channels=256)
+        if 'conv_out_channels' in bbox_head:
+            bbox_head.conv_out_channels = width
+    roi_head.mask_head.update(in_channels=width, conv_out_channels=width)
+    train_cfg, test_cfg = model_cfg.train_cfg, model_cfg.test_cfg
+    for stage in train_cfg.rcnn if isinstance(train_cfg.rcnn, list) else [train_cfg.rcnn]:
+        stage.sampler.num = 128
+    train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+    test_cfg.rpn.update(nms_pre=200, max_per_img=100)
+    test_cfg.rcnn.score_thr = 0.
+
+
+def write_ade(root, rng):
+    """ADEChallengeData2016 layout, two images per split; labels 0 (ignored) and classes 1..150."""
+    images, boxes = tiny_images(rng, 4)
+    for split, indices in (('training', (0, 1)), ('validation', (2, 3))):
+        (root / 'images' / split).mkdir(parents=True)
+        (root / 'annotations' / split).mkdir(parents=True)
+        for index in indices:
+            x, y, w, h = boxes[index]
+            label = np.full(images[index].shape[:2], 3, dtype=np.uint8)
+            label[:4] = 0
+            label[y:y + h, x:x + w] = 150 - index
+            cv2.imwrite(str(root / 'images' / split / f'{index}.jpg'), images[index])
+            cv2.imwrite(str(root / 'annotations' / split / f'{index}.png'), label)
