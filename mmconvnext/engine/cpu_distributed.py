@@ -1,0 +1,77 @@
+"""Distributed training without a GPU: gloo process group, DDP without ``device_ids``, no SyncBN.
+
+mmengine 0.10.7 assumes CUDA once ``launcher != 'none'``: ``init_dist`` calls
+``torch.cuda.set_device``, ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to DDP, and
+``SyncBatchNorm`` refuses CPU tensors. On a machine without CUDA,
+:func:`prepare_cpu_distributed` joins the gloo process group *before* the Runner is built (so
+``Runner.setup_env`` skips ``init_dist``) and points ``model_wrapper_cfg`` at
+:class:`CPUDistributedDataParallel`. With CUDA both are no-ops: mmengine's path is unchanged.
+"""
+import os
+import subprocess
+from datetime import timedelta
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
+from mmengine.registry import MODEL_WRAPPERS
+
+#: mmengine's default DDP wrapper, replaced by ours on CPU.
+MMENGINE_DDP = 'MMDistributedDataParallel'
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that also wraps a model on CPU.
+
+    For a model on CPU it reverts SyncBN layers to BN (statistics stay per process) and drops
+    ``device_ids`` (DDP requires ``None`` for CPU modules). On a GPU it is
+    ``MMDistributedDataParallel`` unchanged. Registered in mmengine's root ``MODEL_WRAPPERS``,
+    so ``model_wrapper_cfg=dict(type='CPUDistributedDataParallel')`` resolves in any scope.
+    """
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        if next(module.parameters()).device.type == 'cpu':
+            module, device_ids = revert_sync_batchnorm(module), None
+        super().__init__(module=module, device_ids=device_ids, **kwargs)
+
+
+def slurm_to_torch_env():
+    """Set torchrun's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` / ``MASTER_ADDR`` /
+    ``MASTER_PORT`` (default 29500) from an ``srun`` task's ``SLURM_*`` variables, as mmengine's
+    slurm launcher does; variables already set are kept."""
+    node_list = os.environ['SLURM_NODELIST']
+    first_node = subprocess.check_output(['scontrol', 'show', 'hostnames', node_list],
+                                         text=True).split()[0]
+    os.environ.setdefault('MASTER_ADDR', first_node)
+    os.environ.setdefault('MASTER_PORT', '29500')
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+
+
+def prepare_cpu_distributed(cfg, launcher):
+    """Without CUDA and with ``launcher`` 'pytorch' or 'slurm': init gloo, set the CPU wrapper.
+
+    ``cfg.model_wrapper_cfg`` becomes ``CPUDistributedDataParallel`` when it is unset (with the
+    Runner's defaults: ``broadcast_buffers=False``, ``find_unused_parameters`` from the config)
+    or names mmengine's DDP; another custom wrapper is left alone. ``cfg.env_cfg.dist_cfg``
+    (timeout etc., not the backend) is passed to ``init_process_group``.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher == 'slurm':
+        slurm_to_torch_env()
+    if not torch_dist.is_initialized():
+        dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+        dist_cfg.pop('backend', None)
+        if 'timeout' in dist_cfg:
+            dist_cfg['timeout'] = timedelta(seconds=dist_cfg['timeout'])
+        torch_dist.init_process_group(backend='gloo', **dist_cfg)
+    wrapper_cfg = cfg.get('model_wrapper_cfg')
+    if wrapper_cfg is None:
+        cfg.model_wrapper_cfg = dict(
+            type=CPUDistributedDataParallel.__name__, broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    elif wrapper_cfg.get('type', MMENGINE_DDP) == MMENGINE_DDP:
+        wrapper_cfg.type = CPUDistributedDataParallel.__name__

@@ -1,0 +1,243 @@
+"""tools/train.py, tools/test.py and the torchrun launchers, on CPU with gloo.
+
+A narrow ConvNeXt Mask R-CNN and UperNet (slimmed as in ``tiny_runs``) train a few
+iterations on 2 gloo processes through ``tools/dist_train.sh`` (Mask R-CNN: ``GPUS=2`` on one
+node; UperNet: two torchrun groups simulating 2 nodes) on tiny datasets in the real COCO and
+ADEChallengeData2016 layouts, and ``tools/dist_test.sh`` evaluates the checkpoints with the real
+metrics; a SIGKILLed run resumes; bad input is refused before training.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from tiny_runs import CONFIG_DIR, NARROW_TINY_ARCH, divide_sizes, slim_rcnn, write_ade, write_coco
+
+import mmconvnext  # noqa: F401  (checkpoint globals for torch.load(weights_only=True))
+
+TOOLS = Path(__file__).resolve().parents[1] / 'tools'
+TIMEOUT_S = 240
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def tool_env(**extra):
+    """The environment of a tool run: this interpreter as PYTHON, a free PORT, ``extra``."""
+    return {**os.environ, 'PYTHON': sys.executable, 'PORT': str(free_port()), **extra}
+
+
+def run_tool(*args, expect_ok=True, env=None):
+    """Run ``tools/<args[0]>`` with ``args[1:]``; its CompletedProcess (stdout + stderr)."""
+    tool = TOOLS / args[0]
+    command = [str(tool)] if tool.suffix == '.sh' else [sys.executable, str(tool)]
+    result = subprocess.run([*command, *map(str, args[1:])], env=env or tool_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=TIMEOUT_S)
+    assert (result.returncode == 0) == expect_ok, result.stdout[-6000:]
+    return result
+
+
+# --- tiny datasets and configs --------------------------------------------------------------
+
+
+def write_coco_layout(root):
+    """``write_coco``'s two images as COCO's train2017/, val2017/ and annotations/."""
+    write_coco(root, np.random.default_rng(0))
+    (root / 'annotations').mkdir()
+    for split in ('train2017', 'val2017'):
+        shutil.copytree(root / 'images', root / split)
+        shutil.copy(root / 'instances.json', root / 'annotations' / f'instances_{split}.json')
+    shutil.rmtree(root / 'images')
+    (root / 'instances.json').unlink()
+
+
+def tiny_run(cfg, data_root):
+    """Narrow backbone, sizes / SIZE_DIVISOR, data from ``data_root``, no validation during
+    training, logs every iteration, data loaded in the main process."""
+    cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
+    cfg.update(val_dataloader=None, val_evaluator=None, val_cfg=None)
+    cfg.default_hooks.logger.interval = 1
+    cfg.randomness = dict(seed=0)
+    for split in ('train_dataloader', 'test_dataloader'):
+        cfg[split].update(num_workers=0, persistent_workers=False)
+        cfg[split].dataset.data_root = str(data_root)
+        divide_sizes(cfg[split].dataset.pipeline)
+
+
+def write_config(cfg, path):
+    cfg.dump(path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def coco_config(tmp_path_factory):
+    """Mask R-CNN config on a 2-image COCO: 2 epochs (1 iteration each with 2 processes)."""
+    tmp = tmp_path_factory.mktemp('coco')
+    write_coco_layout(tmp / 'coco')
+    cfg = Config.fromfile(CONFIG_DIR / 'mask_rcnn_convnext_t.py')
+    tiny_run(cfg, tmp / 'coco')
+    slim_rcnn(cfg.model)
+    cfg.train_cfg.max_epochs = 2
+    cfg.test_evaluator.ann_file = str(tmp / 'coco' / 'annotations' / 'instances_val2017.json')
+    return write_config(cfg, tmp / 'tiny_mask_rcnn.py')
+
+
+def ade_config(tmp, max_iters, checkpoint_interval):
+    """UperNet config on a 2 + 2 image ADE20K, ``max_iters`` iterations."""
+    if not (tmp / 'ADEChallengeData2016').exists():
+        write_ade(tmp / 'ADEChallengeData2016', np.random.default_rng(0))
+    cfg = Config.fromfile(CONFIG_DIR / 'upernet_convnext_t.py')
+    tiny_run(cfg, tmp / 'ADEChallengeData2016')
+    channels = NARROW_TINY_ARCH['channels']
+    cfg.model.decode_head.update(in_channels=channels, channels=32)
+    cfg.model.auxiliary_head.update(in_channels=channels[2], channels=16)
+    divide_sizes([cfg.model.data_preprocessor, cfg.model.test_cfg])
+    cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
+    cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    return write_config(cfg, tmp / f'tiny_upernet_{max_iters}.py')
+
+
+@pytest.fixture(scope='module')
+def ade_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp('ade')
+
+
+def saved_metrics(work_dir):
+    """The metrics tools/test.py saved (mmengine's ``<timestamp>/<timestamp>.json``)."""
+    (log_json, ) = [path for path in work_dir.glob('*/*.json') if path.stem == path.parent.name]
+    return json.loads(log_json.read_text())
+
+
+def train_scalars(work_dir):
+    """The logged training records (``vis_data/scalars.json``) of each run in ``work_dir``."""
+    return [[json.loads(line) for line in path.read_text().splitlines()]
+            for path in sorted(work_dir.glob('*/vis_data/scalars.json'))]
+
+
+# --- 2 processes: train, then test ----------------------------------------------------------
+
+
+def test_mask_rcnn_trains_on_2_gloo_processes_and_tests_with_coco_metrics(coco_config, tmp_path):
+    work_dir = tmp_path / 'work_dir'
+    out = run_tool('dist_train.sh', coco_config, 2, '--work-dir', work_dir).stdout
+    assert 'GPU number: 2' in out and 'AmpOptimWrapper replaced by OptimWrapper' in out
+    checkpoint = work_dir / 'epoch_2.pth'
+    assert (work_dir / 'last_checkpoint').read_text() == str(checkpoint)
+
+    results = tmp_path / 'results.pkl'
+    test_dir = tmp_path / 'test_dir'
+    run_tool('dist_test.sh', coco_config, checkpoint, 2, '--work-dir', test_dir, '--out', results)
+
+    metrics = saved_metrics(test_dir)
+    for metric in ('bbox', 'segm'):
+        assert 0 <= metrics[f'coco/{metric}_mAP'] <= 1
+    assert results.stat().st_size > 0
+
+
+def test_upernet_trains_on_two_torchrun_nodes_and_tests_with_miou(ade_tmp):
+    """2 gloo processes as 2 simulated nodes (NNODES=2, NODE_RANK=0/1), then dist_test.sh 2."""
+    config = ade_config(ade_tmp, max_iters=2, checkpoint_interval=2)
+    work_dir = ade_tmp / 'work_dir_2nodes'
+    env = tool_env(NNODES='2', MASTER_ADDR='127.0.0.1')
+    nodes = [subprocess.Popen(
+        [str(TOOLS / 'dist_train.sh'), str(config), '1', '--work-dir', str(work_dir)],
+        env={**env, 'NODE_RANK': str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=TIMEOUT_S)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-4000:] + outputs[1][-4000:]
+    assert 'GPU number: 2' in outputs[0]
+
+    test_dir = ade_tmp / 'test_dir'
+    out = run_tool('dist_test.sh', config, work_dir / 'iter_2.pth', 2, '--work-dir',
+                   test_dir).stdout
+    assert '1/1, ' in out and 'task/s' in out  # progress bar: 1 batch per process
+    metrics = saved_metrics(test_dir)
+    assert {'aAcc', 'mIoU', 'mAcc'} <= metrics.keys()
+    assert 0 <= metrics['mIoU'] <= 100
+
+
+# --- SIGKILL and --resume -------------------------------------------------------------------
+
+
+def test_resume_after_sigkill_continues_at_the_checkpoint_iteration_and_lr(ade_tmp):
+    max_iters = 6
+    config = ade_config(ade_tmp, max_iters=max_iters, checkpoint_interval=2)
+    work_dir = ade_tmp / 'work_dir_resume'
+    first = subprocess.Popen(
+        [sys.executable, str(TOOLS / 'train.py'), str(config), '--work-dir', str(work_dir)],
+        env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (work_dir / 'last_checkpoint').exists() and first.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL, first.stdout.read()[-4000:]
+    assert not (work_dir / f'iter_{max_iters}.pth').exists()
+
+    latest = Path((work_dir / 'last_checkpoint').read_text())
+    saved = torch.load(latest, map_location='cpu', weights_only=True)
+    saved_iter = saved['meta']['iter']
+    assert latest.name == f'iter_{saved_iter}.pth' and saved_iter < max_iters
+
+    run_tool('train.py', config, '--work-dir', work_dir, '--resume')
+
+    resumed = train_scalars(work_dir)[-1]
+    assert resumed[0]['iter'] == saved_iter + 1  # first iteration after the checkpoint
+    assert resumed[0]['lr'] == pytest.approx(saved['optimizer']['param_groups'][0]['lr'],
+                                             rel=1e-6)
+    assert resumed[-1]['iter'] == max_iters
+    assert (work_dir / f'iter_{max_iters}.pth').is_file()
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def test_nonexistent_config_is_named(tmp_path):
+    missing = tmp_path / 'no_such_config.py'
+    out = run_tool('train.py', missing, expect_ok=False).stdout
+    assert f'config file {missing} does not exist' in out
+
+
+def test_missing_data_root_is_named_before_training(ade_tmp, tmp_path):
+    cfg = Config.fromfile(ade_config(ade_tmp, max_iters=2, checkpoint_interval=2))
+    missing = tmp_path / 'no_ade'
+    for split in ('train_dataloader', 'test_dataloader'):
+        cfg[split].dataset.data_root = str(missing)
+    config = write_config(cfg, tmp_path / 'missing_root.py')
+    out = run_tool('train.py', config, '--work-dir', tmp_path / 'work_dir', expect_ok=False).stdout
+    assert f'train_dataloader.dataset.data_root: {missing} does not exist' in out
+    assert not (tmp_path / 'work_dir').exists()
+
+
+def test_missing_annotation_file_is_named_before_testing(coco_config, tmp_path):
+    cfg = Config.fromfile(coco_config)
+    data_root = Path(cfg.test_dataloader.dataset.data_root)
+    missing = data_root / 'annotations' / 'instances_missing.json'
+    config = write_config(cfg, tmp_path / 'missing_ann.py')
+    relative = missing.relative_to(data_root)
+    out = run_tool('test.py', config, __file__, '--work-dir', tmp_path / 'work_dir',
+                   '--cfg-options', f'test_dataloader.dataset.ann_file={relative}',
+                   expect_ok=False).stdout
+    assert f'test_dataloader.dataset.ann_file: {missing} does not exist' in out
+    assert not (tmp_path / 'work_dir').exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU-core limit applies without GPU')
+def test_more_processes_than_cpu_cores_is_refused(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    out = run_tool('dist_train.sh', tmp_path / 'any.py', cores + 1, expect_ok=False).stdout
+    assert (f'{cores + 1} processes per node requested (GPUS={cores + 1}) but this machine has '
+            f'{cores} CPU cores and no GPU' in out)

@@ -1,0 +1,73 @@
+"""Evaluate a checkpoint on an mmdet or mmseg config's test set (``default_scope`` decides).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl] [--show-dir DIR]
+        [--tta] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
+
+The config's ``test_evaluator`` computes the metrics (COCO bbox / segm mAP with pycocotools;
+mIoU / mAcc / aAcc); they are printed and saved to ``WORK_DIR/<timestamp>/<timestamp>.json``.
+A progress bar counts the batches. Several processes: ``tools/dist_test.sh`` /
+``tools/slurm_test.sh``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
+from mmconvnext.engine.hooks import ProgressBarHook
+from mmconvnext.engine.runner_setup import (TEST_SPLITS, SetupError, add_common_args, build_runner,
+                                            check_data_paths, check_process_count, load_config)
+
+#: Metric that dumps the predictions for ``--out``, per default scope (mmengine's otherwise).
+DUMP_METRICS = dict(mmdet='DumpDetResults')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_common_args(parser)
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='dump the predictions to this .pkl file')
+    parser.add_argument('--show-dir', help='save the drawn predictions under DIR/vis_data')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation (the config's tta_model and tta_pipeline)")
+    return parser.parse_args()
+
+
+def setup_testing(cfg, args):
+    """Apply CHECKPOINT, ``--out``, ``--show-dir``, ``--tta`` and the progress bar to ``cfg``."""
+    if not osp.isfile(args.checkpoint):
+        raise SetupError(f'checkpoint {args.checkpoint} does not exist')
+    cfg.load_from = args.checkpoint
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise SetupError(f'--out {args.out}: must end with .pkl or .pickle')
+        evaluators = cfg.test_evaluator
+        dump = dict(type=DUMP_METRICS.get(cfg.get('default_scope'), 'DumpResults'),
+                    out_file_path=args.out)
+        cfg.test_evaluator = [*(evaluators if isinstance(evaluators, list) else [evaluators]),
+                              dump]
+    if args.show_dir:
+        cfg.default_hooks.visualization.draw = True
+        cfg.visualizer.save_dir = args.show_dir
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise SetupError(f'--tta: {args.config} defines no tta_model / tta_pipeline')
+        cfg.model = dict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []),
+                        dict(type=f'mmconvnext.{ProgressBarHook.__name__}')]
+
+
+def main():
+    args = parse_args()
+    try:
+        check_process_count()
+        cfg = load_config(args)
+        setup_testing(cfg, args)
+        check_data_paths(cfg, TEST_SPLITS)
+    except SetupError as error:
+        sys.exit(f'tools/test.py: error: {error}')
+    build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,70 @@
+"""Train an mmdet or mmseg config (its ``default_scope`` decides) with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--amp]
+        [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
+
+Several processes: ``tools/dist_train.sh`` (torchrun) or ``tools/slurm_train.sh`` (srun). Without
+a GPU the processes train with gloo (:mod:`mmconvnext.engine.cpu_distributed`) in fp32.
+Checkpoints are written atomically (:class:`mmconvnext.engine.hooks.AtomicCheckpointHook`), so
+``--resume`` after a kill, even SIGKILL, continues from the last complete checkpoint with the
+optimizer, LR-scheduler and AMP loss-scaler state.
+"""
+import argparse
+import sys
+
+import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
+from mmconvnext.engine.hooks import AtomicCheckpointHook, latest_checkpoint
+from mmconvnext.engine.runner_setup import (TRAIN_SPLITS, SetupError, add_common_args, build_runner,
+                                            check_data_paths, check_process_count,
+                                            fit_optim_wrapper_to_device, load_config)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_common_args(parser)
+    parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
+                        help='resume from CHECKPOINT, or without it from the latest checkpoint '
+                        'in the work dir')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
+    return parser.parse_args()
+
+
+def setup_training(cfg, args):
+    """Apply ``--amp``, ``--auto-scale-lr``, ``--resume`` and atomic checkpoints to ``cfg``."""
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    fit_optim_wrapper_to_device(cfg)
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise SetupError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        checkpoint = latest_checkpoint(cfg.work_dir)
+        if checkpoint is None:
+            print(f'no checkpoint in {cfg.work_dir} to resume: starting a new training')
+        else:
+            cfg.resume, cfg.load_from = True, checkpoint
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint_hook and checkpoint_hook.type in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        checkpoint_hook.type = f'mmconvnext.{AtomicCheckpointHook.__name__}'
+
+
+def main():
+    args = parse_args()
+    try:
+        check_process_count()
+        cfg = load_config(args)
+        setup_training(cfg, args)
+        check_data_paths(cfg, TRAIN_SPLITS)
+    except SetupError as error:
+        sys.exit(f'tools/train.py: error: {error}')
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
