@@ -42,7 +42,8 @@ class RandomPairs(Dataset):
 def make_runner(work_dir, max_iters, resume_from=None):
     return Runner(
         model=Regressor(), work_dir=str(work_dir), experiment_name=f'run{max_iters}',
-        train_dataloader=dict(dataset=RandomPairs(), batch_size=4, collate_fn=dict(type='pseudo_collate'),
+        train_dataloader=dict(dataset=RandomPairs(), batch_size=4,
+                              collate_fn=dict(type='pseudo_collate'),
                               sampler=dict(type='DefaultSampler', shuffle=True)),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
         param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3),

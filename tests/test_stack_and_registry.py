@@ -8,11 +8,11 @@ import torch
 
 def test_stack_imports_with_compiled_ops():
     import mmcv
-    from mmcv.ops import RoIAlign, nms
     import mmdet.models  # noqa: F401
     import mmpretrain  # noqa: F401
     import mmseg.models  # noqa: F401
     import timm  # noqa: F401
+    from mmcv.ops import RoIAlign, nms
     assert mmcv.__version__ == '2.1.0'
     boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
     dets, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)

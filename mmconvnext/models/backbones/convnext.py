@@ -33,7 +33,7 @@ ARCH_SETTINGS = {
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW tensor (eps 1e-6), ``weight``/``bias`` of shape (C,)."""
+    """LayerNorm over the channels of an NCHW tensor; ``weight``/``bias`` (C,), eps 1e-6."""
 
     def __init__(self, num_channels, eps=1e-6):
         super().__init__(num_channels, eps=eps)
@@ -45,7 +45,7 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 class GRN(nn.Module):
-    """Global Response Normalization of ConvNeXt V2 on NHWC input; ``gamma``/``beta`` of shape (C,)."""
+    """ConvNeXt V2 Global Response Normalization of NHWC input; ``gamma``/``beta`` (C,)."""
 
     def __init__(self, channels, eps=1e-6):
         super().__init__()
@@ -127,8 +127,8 @@ class ConvNeXt(BaseModule):
         self.out_indices = parse_out_indices(out_indices)
         num_stages = max(self.out_indices) + 1  # later stages would be unused parameters
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= num_stages):
-            raise ValueError(f'frozen_stages={frozen_stages!r} is invalid; valid: -1 to {num_stages} '
-                             f'(stages built for out_indices={self.out_indices})')
+            raise ValueError(f'frozen_stages={frozen_stages!r} is invalid; valid: -1 to '
+                             f'{num_stages} (stages built for out_indices={self.out_indices})')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -138,9 +138,8 @@ class ConvNeXt(BaseModule):
         stem = nn.Sequential(nn.Conv2d(in_channels, self.channels[0], kernel_size=4, stride=4),
                              LayerNorm2d(self.channels[0]))
         self.downsample_layers = nn.ModuleList([stem] + [
-            nn.Sequential(LayerNorm2d(self.channels[i - 1]),
-                          nn.Conv2d(self.channels[i - 1], self.channels[i], kernel_size=2, stride=2))
-            for i in range(1, num_stages)])
+            nn.Sequential(LayerNorm2d(c_in), nn.Conv2d(c_in, c_out, kernel_size=2, stride=2))
+            for c_in, c_out in zip(self.channels[:num_stages - 1], self.channels[1:num_stages])])
 
         last = sum(self.depths) - 1  # rates in plain Python: buildable on the meta device
         rates = [drop_path_rate * k / max(last, 1) for k in range(last + 1)]
@@ -158,7 +157,8 @@ class ConvNeXt(BaseModule):
         self._freeze_stages()
 
     def forward(self, x):
-        """(N, in_channels, H, W) -> tuple of (N, C_i, H / 2**(i+2), W / 2**(i+2)) for out_indices."""
+        """(N, in_channels, H, W) -> tuple of (N, C_i, H / 2**(i+2), W / 2**(i+2)), i in
+        out_indices."""
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i, (downsample, stage) in enumerate(zip(self.downsample_layers, self.stages)):
