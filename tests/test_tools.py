@@ -104,7 +104,7 @@ def ade_config(tmp, max_iters, checkpoint_interval):
     channels = NARROW_TINY_ARCH['channels']
     cfg.model.decode_head.update(in_channels=channels, channels=32)
     cfg.model.auxiliary_head.update(in_channels=channels[2], channels=16)
-    divide_sizes([cfg.model.data_preprocessor, cfg.model.test_cfg])
+    divide_sizes([cfg.model.data_preprocessor, cfg.model.test_cfg, cfg.tta_pipeline])
     cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
     cfg.default_hooks.checkpoint.interval = checkpoint_interval
     return write_config(cfg, tmp / f'tiny_upernet_{max_iters}.py')
@@ -139,12 +139,15 @@ def test_mask_rcnn_trains_on_2_gloo_processes_and_tests_with_coco_metrics(coco_c
 
     results = tmp_path / 'results.pkl'
     test_dir = tmp_path / 'test_dir'
-    run_tool('dist_test.sh', coco_config, checkpoint, 2, '--work-dir', test_dir, '--out', results)
+    pictures = tmp_path / 'pictures'
+    run_tool('dist_test.sh', coco_config, checkpoint, 2, '--work-dir', test_dir, '--out', results,
+             '--show-dir', pictures)
 
     metrics = saved_metrics(test_dir)
     for metric in ('bbox', 'segm'):
         assert 0 <= metrics[f'coco/{metric}_mAP'] <= 1
     assert results.stat().st_size > 0
+    assert len(list(pictures.rglob('*.png'))) == 1  # rank 0's image; the visualizer is master-only
 
 
 def test_upernet_trains_on_two_torchrun_nodes_and_tests_with_miou(ade_tmp):
@@ -167,6 +170,13 @@ def test_upernet_trains_on_two_torchrun_nodes_and_tests_with_miou(ade_tmp):
     metrics = saved_metrics(test_dir)
     assert {'aAcc', 'mIoU', 'mAcc'} <= metrics.keys()
     assert 0 <= metrics['mIoU'] <= 100
+
+    # one process, multi-scale + flip (--tta) and drawn predictions (--show-dir)
+    tta_dir, show_dir = ade_tmp / 'tta_dir', ade_tmp / 'pictures'
+    run_tool('test.py', config, work_dir / 'iter_2.pth', '--work-dir', tta_dir, '--tta',
+             '--show-dir', show_dir)
+    assert 0 <= saved_metrics(tta_dir)['mIoU'] <= 100
+    assert len(list(show_dir.rglob('*.png'))) == 2  # the two validation images
 
 
 # --- SIGKILL and --resume -------------------------------------------------------------------

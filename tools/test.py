@@ -45,8 +45,8 @@ def setup_testing(cfg, args):
                     out_file_path=args.out)
         cfg.test_evaluator = [*(evaluators if isinstance(evaluators, list) else [evaluators]),
                               dump]
-    if args.show_dir:
-        cfg.default_hooks.visualization.draw = True
+    if args.show_dir:  # every image: mmseg's hook would draw only every 50th batch
+        cfg.default_hooks.visualization.update(draw=True, interval=1)
         cfg.visualizer.save_dir = args.show_dir
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
