@@ -10,12 +10,11 @@ A progress bar counts the batches. Several processes: ``tools/dist_test.sh`` /
 """
 import argparse
 import os.path as osp
-import sys
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
 from mmconvnext.engine.hooks import ProgressBarHook
 from mmconvnext.engine.runner_setup import (TEST_SPLITS, SetupError, add_common_args, build_runner,
-                                            check_data_paths, check_process_count, load_config)
+                                            config_or_exit)
 
 #: Metric that dumps the predictions for ``--out``, per default scope (mmengine's otherwise).
 DUMP_METRICS = dict(mmdet='DumpDetResults')
@@ -59,13 +58,7 @@ def setup_testing(cfg, args):
 
 def main():
     args = parse_args()
-    try:
-        check_process_count()
-        cfg = load_config(args)
-        setup_testing(cfg, args)
-        check_data_paths(cfg, TEST_SPLITS)
-    except SetupError as error:
-        sys.exit(f'tools/test.py: error: {error}')
+    cfg = config_or_exit(args, setup_testing, TEST_SPLITS, 'tools/test.py')
     build_runner(cfg).test()
 
 

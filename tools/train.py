@@ -10,13 +10,11 @@ Checkpoints are written atomically (:class:`mmconvnext.engine.hooks.AtomicCheckp
 optimizer, LR-scheduler and AMP loss-scaler state.
 """
 import argparse
-import sys
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
 from mmconvnext.engine.hooks import AtomicCheckpointHook, latest_checkpoint
 from mmconvnext.engine.runner_setup import (TRAIN_SPLITS, SetupError, add_common_args, build_runner,
-                                            check_data_paths, check_process_count,
-                                            fit_optim_wrapper_to_device, load_config)
+                                            config_or_exit, fit_optim_wrapper_to_device)
 
 
 def parse_args():
@@ -56,13 +54,7 @@ def setup_training(cfg, args):
 
 def main():
     args = parse_args()
-    try:
-        check_process_count()
-        cfg = load_config(args)
-        setup_training(cfg, args)
-        check_data_paths(cfg, TRAIN_SPLITS)
-    except SetupError as error:
-        sys.exit(f'tools/train.py: error: {error}')
+    cfg = config_or_exit(args, setup_training, TRAIN_SPLITS, 'tools/train.py')
     build_runner(cfg).train()
 
 

@@ -7,6 +7,7 @@ offending path or value, before any model or data is built.
 import argparse
 import os
 import os.path as osp
+import sys
 import warnings
 
 import torch
@@ -121,6 +122,25 @@ def fit_optim_wrapper_to_device(cfg):
     optim_wrapper.type = 'OptimWrapper'
     for key in AMP_ONLY_KEYS:
         optim_wrapper.pop(key, None)
+
+
+def config_or_exit(args, apply_args, splits, tool):
+    """The checked config of a tool run, or exit naming what is wrong (before anything is built).
+
+    Args:
+        args (argparse.Namespace): the tool's arguments (see :func:`add_common_args`).
+        apply_args (callable): ``apply_args(cfg, args)`` applies the tool's own options.
+        splits (tuple): :data:`TRAIN_SPLITS` or :data:`TEST_SPLITS`, whose data paths must exist.
+        tool (str): the tool's name for the error message, e.g. ``'tools/train.py'``.
+    """
+    try:
+        check_process_count()
+        cfg = load_config(args)
+        apply_args(cfg, args)
+        check_data_paths(cfg, splits)
+    except SetupError as error:
+        sys.exit(f'{tool}: error: {error}')
+    return cfg
 
 
 def build_runner(cfg):
