@@ -69,7 +69,22 @@ def test_outputs_are_normalised_nchw():
     for out in outs:  # fresh output norms: zero mean, unit variance over channels
         torch.testing.assert_close(out.mean(1), torch.zeros_like(out.mean(1)), atol=1e-4,
                                    rtol=0)
-        assert out.dim() == 4 and out.is_contiguous(memory_format=torch.channels_last)
+        assert out.dim() == 4 and out.is_contiguous()
+
+
+def test_mmcv_roi_align_reads_the_outputs_correctly():
+    """mmcv's RoIAlign reads raw NCHW memory: channels_last outputs made Mask R-CNN's RoI
+    features garbage (its RoI heads never learned). torchvision's roi_align honours strides."""
+    from mmcv.ops import RoIAlign
+    from torchvision.ops import roi_align
+    model = ConvNeXt('atto').eval()
+    rois = torch.tensor([[0., 4., 6., 50., 40.], [0., 20., 2., 60., 30.]])
+    with torch.no_grad():
+        feature = model(torch.randn(1, 3, 64, 64))[0]
+        ours = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0, aligned=True)(feature, rois)
+    reference = roi_align(feature, rois, (7, 7), spatial_scale=0.25, sampling_ratio=0,
+                          aligned=True)
+    torch.testing.assert_close(ours, reference)
 
 
 @pytest.mark.parametrize('frozen_stages', [0, 1, 2, 4])

@@ -5,7 +5,9 @@ COCO / ADE20K checkpoints load unchanged; other published formats are converted 
 :mod:`mmconvnext.models.backbones.checkpoint_formats`.
 
 Tensors stay in ``channels_last`` memory from the stem on: the NCHW -> NHWC permutes around
-each block's LayerNorm / MLP are then free views, and outputs are logically NCHW.
+each block's LayerNorm / MLP are then free views, and outputs are logically NCHW. The V1 block
+MLP runs as one autograd function (:mod:`.convnext_ops`) that stores about half the
+activations of the plain modules.
 """
 import torch
 import torch.nn as nn
@@ -16,6 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmconvnext.registry import MODELS, register_downstream
+from .convnext_ops import norm_mlp
 
 #: arch name -> (blocks per stage, channels per stage); paper Table 9, V2 paper for atto..nano.
 ARCH_SETTINGS = {
@@ -82,15 +85,13 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x):
-        y = self.dwconv(x).permute(0, 2, 3, 1)  # (N, H, W, C)
-        y = self.act(self.pwconv1(self.norm(y)))
-        if self.grn is not None:
-            y = self.grn(y)
-        if self.gamma is None:
-            y = self.pwconv2(y)
-        else:  # layer scale folded into pwconv2: one pass and one stored activation fewer
-            y = F.linear(y, self.pwconv2.weight * self.gamma[:, None],
-                         self.pwconv2.bias * self.gamma)
+        y = self.dwconv(x).permute(0, 2, 3, 1)  # (N, H, W, C), a view in channels_last
+        if self.grn is None:  # fused; backward recomputes the LayerNorm and GELU outputs
+            y = norm_mlp(y, self.norm.weight, self.norm.bias, self.norm.eps, self.pwconv1.weight,
+                         self.pwconv1.bias, self.pwconv2.weight, self.pwconv2.bias, self.gamma)
+        else:
+            y = self.pwconv2(self.grn(self.act(self.pwconv1(self.norm(y)))))
+            y = y if self.gamma is None else y * self.gamma
         return x + self.drop_path(y.permute(0, 3, 1, 2))
 
 
@@ -158,13 +159,18 @@ class ConvNeXt(BaseModule):
 
     def forward(self, x):
         """(N, in_channels, H, W) -> tuple of (N, C_i, H / 2**(i+2), W / 2**(i+2)), i in
-        out_indices."""
+        out_indices.
+
+        The stages run channels_last; the outputs are returned contiguous (NCHW strides),
+        because mmcv's ops (RoIAlign, deformable convs, ...) read raw NCHW memory and silently
+        compute garbage from channels_last tensors.
+        """
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i, (downsample, stage) in enumerate(zip(self.downsample_layers, self.stages)):
             x = self._run_stage(stage, downsample(x))
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())
         return tuple(outs)
 
     def _run_stage(self, stage, x):

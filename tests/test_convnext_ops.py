@@ -1,0 +1,134 @@
+"""Fused block MLP (convnext_ops): outputs and gradients equal the plain modules' autograd."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmconvnext.models import ConvNeXt
+from mmconvnext.models.backbones.convnext import Block
+from mmconvnext.models.backbones.convnext_ops import norm_mlp
+
+
+def plain_block_forward(block, x):
+    """The block as the paper writes it, every step an ordinary module under autograd."""
+    y = block.dwconv(x).permute(0, 2, 3, 1)
+    y = block.pwconv2(block.act(block.pwconv1(block.norm(y))))
+    if block.gamma is not None:
+        y = y * block.gamma
+    return x + block.drop_path(y.permute(0, 3, 1, 2))
+
+
+def mlp_inputs(with_gamma, channels=8, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape, scale=1., shift=0.):
+        return (shift + scale * torch.randn(*shape, generator=gen, dtype=dtype)).requires_grad_()
+
+    c = channels
+    return (rand(2, 3, 5, c), rand(c, scale=.1, shift=1.), rand(c, scale=.1),
+            rand(4 * c, c, scale=.3),
+            rand(4 * c, scale=.1), rand(c, 4 * c, scale=.3), rand(c, scale=.1),
+            rand(c, scale=.5, shift=1.) if with_gamma else None)
+
+
+@pytest.mark.parametrize('with_gamma', [True, False])
+def test_norm_mlp_gradcheck_float64(with_gamma):
+    x, nw, nb, w1, b1, w2, b2, gamma = mlp_inputs(with_gamma)
+    params = [t for t in (nw, nb, w1, b1, w2, b2, gamma) if t is not None]
+
+    def fused(x, nw, nb, w1, b1, w2, b2, *gamma):
+        return norm_mlp(x, nw, nb, 1e-6, w1, b1, w2, b2, *gamma)
+
+    assert torch.autograd.gradcheck(fused, (x, *params))
+    plain = F.linear(F.gelu(F.linear(F.layer_norm(x, x.shape[-1:], nw, nb, 1e-6), w1, b1)), w2, b2)
+    plain = plain if gamma is None else plain * gamma
+    torch.testing.assert_close(fused(x, *params), plain, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the inference path (in-place GELU, nothing stored)
+        torch.testing.assert_close(fused(x, *params), plain, rtol=1e-12, atol=1e-12)
+
+
+def test_norm_mlp_grads_only_where_required():
+    x, nw, nb, w1, b1, w2, b2, gamma = mlp_inputs(True, dtype=torch.float32)
+    for frozen in (nw, nb, w1, b1):
+        frozen.requires_grad_(False)
+    norm_mlp(x, nw, nb, 1e-6, w1, b1, w2, b2, gamma).square().sum().backward()
+    assert all(t.grad is not None for t in (x, w2, b2, gamma))
+    assert all(t.grad is None for t in (nw, nb, w1, b1))
+
+
+def backbone_pair(monkeypatch_plain, **kwargs):
+    """(fused, plain) atto backbones with equal weights; plain runs ``plain_block_forward``."""
+    torch.manual_seed(0)
+    fused = ConvNeXt('atto', layer_scale_init_value=1., **kwargs).train()
+    plain = ConvNeXt('atto', layer_scale_init_value=1., **kwargs).train()
+    plain.load_state_dict(fused.state_dict())
+    for block in plain.modules():
+        if isinstance(block, Block):
+            monkeypatch_plain.setattr(block, 'forward',
+                                      lambda x, block=block: plain_block_forward(block, x))
+    return fused, plain
+
+
+def assert_same_grads(fused, plain, seed=0):
+    """Outputs, input gradient and every parameter gradient of one training step agree."""
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for model in (fused, plain):
+        torch.manual_seed(seed)  # same drop-path draws in both (same call order)
+        inp = x.clone().requires_grad_()
+        outs = model(inp)
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        grads.append((outs, inp.grad))
+    (outs_f, dx_f), (outs_p, dx_p) = grads
+    torch.testing.assert_close(outs_f, outs_p, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx_f, dx_p, rtol=1e-4, atol=1e-6)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_backbone_grads_match_plain_modules(monkeypatch):
+    assert_same_grads(*backbone_pair(monkeypatch))
+
+
+def test_backbone_grads_match_plain_modules_with_drop_path(monkeypatch):
+    fused, plain = backbone_pair(monkeypatch, drop_path_rate=0.5)
+    assert_same_grads(fused, plain, seed=3)
+    outs = [fused(torch.ones(2, 3, 64, 64))[3] for _ in range(2)]
+    assert not torch.allclose(*outs), 'drop path inactive in train mode'
+
+
+def test_backbone_grads_match_plain_modules_with_cp(monkeypatch):
+    fused, plain = backbone_pair(monkeypatch, drop_path_rate=0.3, with_cp=True)
+    plain.with_cp = False
+    assert_same_grads(fused, plain, seed=5)
+
+
+@pytest.mark.parametrize('frozen_stages', [1, 3])
+def test_backbone_grads_match_plain_modules_frozen(monkeypatch, frozen_stages):
+    fused, plain = backbone_pair(monkeypatch, frozen_stages=frozen_stages)
+    assert_same_grads(fused, plain)
+    assert fused.stages[0][0].pwconv1.weight.grad is None
+    assert fused.stages[frozen_stages][0].pwconv1.weight.grad is not None
+
+
+def test_backbone_trains_under_autocast_like_plain_modules(monkeypatch):
+    """AMP: under autocast (bf16 on CPU; fp16 on CUDA takes the same path) the block runs the
+    plain modules' ops, so outputs and (fp32) gradients equal theirs, and backward does not mix
+    the low-precision activations with fp32 weights."""
+    fused, plain = backbone_pair(monkeypatch)
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(2)
+    weights = [torch.randn(2, c, 16 // 2**i, 24 // 2**i, generator=gen)
+               for i, c in enumerate(fused.out_channels)]
+    results = []
+    for model in (fused, plain):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            outs = model(x)
+        sum((o.float() * w).sum() for o, w in zip(outs, weights)).backward()
+        results.append((outs, [p.grad for p in model.parameters()]))
+    (outs_f, grads_f), (outs_p, grads_p) = results
+    torch.testing.assert_close(outs_f, outs_p)
+    for (name, _), grad_f, grad_p in zip(fused.named_parameters(), grads_f, grads_p):
+        assert grad_f.dtype == torch.float32, name
+        torch.testing.assert_close(grad_f, grad_p, msg=name)
