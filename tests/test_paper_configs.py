@@ -5,85 +5,28 @@ Every config loads and carries the published recipe; its model builds and measur
 and evaluate with the real COCO (pycocotools bbox + segm) and mIoU metrics on tiny datasets in the
 COCO and ADEChallengeData2016 layouts written by the tests.
 """
-import copy
-from collections import namedtuple
-from functools import lru_cache, partial
-
 import numpy as np
 import pytest
 import torch
-from mmdet.structures import DetDataSample
-from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.config import Config
 from mmengine.hub import get_config
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import Runner
-from tiny_runs import CONFIG_DIR, NARROW_TINY_ARCH, divide_sizes, slim_rcnn, write_ade, write_coco
+from paper_targets import ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS
+from tiny_runs import load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run, write_coco
 
+from mmconvnext.analysis import measure_complexity
 from mmconvnext.models.backbones.convnext import ARCH_SETTINGS
+from mmconvnext.utils.backbone_swap import without_scope
 
+#: Where the authors publish their checkpoints (an independent literal, not the package's table).
 CHECKPOINT_HOST = 'https://dl.fbaipublicfiles.com/convnext/'
-
-Target = namedtuple('Target', 'arch pretrain input_size params_m gflops drop_path lr decay_rate '
-                              'num_layers amp')
-# (W, H) of the published FLOPs; for ADE20K, H is also the training crop.
-COCO_SIZE, ADE_512, ADE_640 = (1280, 800), (2048, 512), (2560, 640)
-# Paper Table 3 and the authors' recipes (layer_wise decay).
-COCO_TARGETS = {
-    'mask_rcnn_convnext_t': Target('tiny', '1k', COCO_SIZE, 48, 262, 0.4, 1e-4, 0.95, 6, True),
-    'cascade_convnext_t': Target('tiny', '1k', COCO_SIZE, 86, 741, 0.4, 2e-4, 0.7, 6, True),
-    'cascade_convnext_s': Target('small', '1k', COCO_SIZE, 108, 827, 0.6, 2e-4, 0.7, 12, True),
-    'cascade_convnext_b': Target('base', '1k', COCO_SIZE, 146, 964, 0.7, 2e-4, 0.8, 12, True),
-    'cascade_convnext_b_22k': Target('base', '22k', COCO_SIZE, 146, 964, 0.6, 1e-4, 0.8, 12, True),
-    'cascade_convnext_l_22k':
-        Target('large', '22k', COCO_SIZE, 255, 1354, 0.7, 1e-4, 0.7, 12, False),
-    'cascade_convnext_xl_22k':
-        Target('xlarge', '22k', COCO_SIZE, 407, 1898, 0.8, 1e-4, 0.7, 12, False),
-}
-# Paper Table 4 and the authors' recipes (stage_wise decay).
-ADE_TARGETS = {
-    'upernet_convnext_t': Target('tiny', '1k', ADE_512, 60, 939, 0.4, 1e-4, 0.9, 6, True),
-    'upernet_convnext_s': Target('small', '1k', ADE_512, 82, 1027, 0.3, 1e-4, 0.9, 12, True),
-    'upernet_convnext_b': Target('base', '1k', ADE_512, 122, 1170, 0.4, 1e-4, 0.9, 12, True),
-    'upernet_convnext_b_22k_640':
-        Target('base', '22k', ADE_640, 122, 1828, 0.4, 1e-4, 0.9, 12, True),
-    'upernet_convnext_l_22k_640':
-        Target('large', '22k', ADE_640, 235, 2458, 0.4, 1e-4, 0.9, 12, False),
-    'upernet_convnext_xl_22k_640':
-        Target('xlarge', '22k', ADE_640, 391, 3335, 0.4, 8e-5, 0.9, 12, False),
-}
-TARGETS = {**COCO_TARGETS, **ADE_TARGETS}
 PARAMS_RTOL, FLOPS_RTOL = 0.012, 0.02
-# mmdet 2.x's forward_dummy, with which the papers counted detector FLOPs, runs the box heads on
-# every RPN proposal and the mask heads on the first 100; mmdet 3.x's Mask R-CNN forward does the
-# same, its CascadeRoIHead.forward runs the mask heads on every proposal too.
-MASK_HEAD_ROIS = 100
-# Proposals the RPN keeps while FLOPs are counted (RoI head FLOPs are scaled from them).
-TRACED_PROPOSALS = 10
-
-
-@lru_cache
-def _parse_config(name):
-    return Config.fromfile(CONFIG_DIR / f'{name}.py')
-
-
-def load_config(name):
-    return copy.deepcopy(_parse_config(name))
 
 
 def load_recipe(name):
     """The config without the ``_scope_`` keys that mmengine adds to the dicts inherited from
     mmdet / mmseg bases, for comparisons."""
     return Config(without_scope(load_config(name).to_dict()))
-
-
-def without_scope(value):
-    if isinstance(value, dict):
-        return {key: without_scope(item) for key, item in value.items() if key != '_scope_'}
-    if isinstance(value, (list, tuple)):
-        return type(value)(without_scope(item) for item in value)
-    return value
 
 
 def default_suite_unless_heavy(names):
@@ -214,57 +157,6 @@ def test_ade20k_160k_schedule_pipelines_and_tests(name):
 # --- #params and FLOPs ----------------------------------------------------------------------
 
 
-def measure_complexity(cfg, input_size):
-    """(#params, FLOPs) of the config's model in tensor mode on one ``input_size`` (W, H) image.
-
-    The counter of ``mmengine.analysis.get_model_complexity_info`` (``FlopAnalyzer`` on the
-    forward, ``parameter_count`` of the whole model; fvcore convention, one multiply-add = 1 FLOP)
-    without its activation pass, on the model built without pretrained weights and with SyncBN
-    reverted (as mmengine's Runner does outside distributed runs).
-
-    Detectors get the metadata of an unpadded image bound to their forward, as in mmdet's
-    ``tools/analysis_tools/get_flops.py``. Their box heads count for every RPN proposal
-    (``test_cfg.rpn.max_per_img``, 1000) and their mask heads for ``MASK_HEAD_ROIS`` RoIs. To save
-    CPU time the RPN keeps ``TRACED_PROPOSALS`` here and the RoI heads' FLOPs, linear in the
-    number of RoIs, are scaled up.
-    """
-    init_default_scope(cfg.default_scope)
-    cfg.model.backbone.init_cfg = None
-    is_detector = 'roi_head' in cfg.model
-    if is_detector:
-        proposals = cfg.model.test_cfg.rpn.max_per_img
-        cfg.model.test_cfg.rpn.max_per_img = TRACED_PROPOSALS
-    torch.manual_seed(0)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
-    width, height = input_size
-    image = torch.randn(1, 3, height, width)
-
-    if is_detector:
-        shape = (height, width)
-        sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
-                                             batch_input_shape=shape, scale_factor=(1., 1.)))
-        model.forward = partial(model.forward, data_samples=[sample], mode='tensor')
-        head_rois = {}  # head name -> RoIs its (first stage's) forward receives
-
-        def record_rois(head_name, module, args):
-            head_rois.setdefault(head_name, len(args[0]))
-
-        for head_name in ('bbox_head', 'mask_head'):
-            head = getattr(model.roi_head, head_name)
-            first_stage = head[0] if isinstance(head, torch.nn.ModuleList) else head
-            first_stage.register_forward_pre_hook(partial(record_rois, head_name))
-
-    analyzer = FlopAnalyzer(model, (image, ))
-    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    with torch.no_grad():
-        flops = analyzer.total()
-    if is_detector:
-        head_flops = analyzer.by_module()
-        flops += head_flops['roi_head.bbox_head'] * (proposals / head_rois['bbox_head'] - 1)
-        flops += head_flops['roi_head.mask_head'] * (MASK_HEAD_ROIS / head_rois['mask_head'] - 1)
-    return parameter_count(model)[''], flops
-
-
 def test_complexity_counter_reproduces_mmdet_reference():
     """mmdet's own Mask R-CNN ConvNeXt-T config gives 48.095M / 0.262T with this counter."""
     cfg = get_config('mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py')
@@ -293,23 +185,6 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def prepare_tiny_run(cfg, tmp_path, data_root):
-    """``cfg`` on CPU on the tiny dataset at ``data_root``: sizes / ``SIZE_DIVISOR``, a narrow
-    ConvNeXt-T without pretrained weights, no checkpoints, data loaded in the main process."""
-    cfg.work_dir = str(tmp_path / 'work_dir')
-    cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
-    # mmengine 0.10's AmpOptimWrapper asserts a CUDA / NPU / MLU / MUSA device.
-    if not torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'OptimWrapper'
-    cfg.default_hooks.checkpoint = None
-    cfg.randomness = dict(seed=0)
-    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[split]
-        loader.update(num_workers=0, persistent_workers=False)
-        loader.dataset.data_root = str(data_root)
-        divide_sizes(loader.dataset.pipeline)
-
-
 def run_and_collect_val_metrics(cfg):
     """Train with mmengine's Runner (validation at the end); the validation metrics."""
     runner = Runner.from_cfg(cfg)
@@ -336,21 +211,6 @@ def test_trains_and_evaluates_on_tiny_coco(name, tmp_path):
 
     for metric in ('bbox', 'segm'):
         assert 0 <= metrics[f'coco/{metric}_mAP'] <= 1
-
-
-def tiny_upernet_run(tmp_path):
-    """upernet_convnext_t on a tiny ADE20K: narrow backbone, 64 / 32-channel heads, sizes / 8."""
-    data_root = tmp_path / 'ADEChallengeData2016'
-    write_ade(data_root, np.random.default_rng(0))
-    cfg = load_config('upernet_convnext_t')
-    prepare_tiny_run(cfg, tmp_path, data_root)
-    divide_sizes(cfg.tta_pipeline)
-    model = cfg.model
-    channels = NARROW_TINY_ARCH['channels']
-    model.decode_head.update(in_channels=channels, channels=64)
-    model.auxiliary_head.update(in_channels=channels[2], channels=32)
-    divide_sizes([model.data_preprocessor, model.test_cfg])  # crop and sliding window
-    return cfg
 
 
 @pytest.mark.usefixtures('single_thread')

@@ -1,10 +1,14 @@
 """Tiny datasets in the real COCO / ADE20K layouts and slimmed configs, for CPU test runs."""
+import copy
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from mmdet.datasets import CocoDataset
+from mmengine.config import Config
 
 #: The repository's configs folder.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
@@ -97,3 +101,44 @@ def write_ade(root, rng):
             label[y:y + h, x:x + w] = 150 - index
             cv2.imwrite(str(root / 'images' / split / f'{index}.jpg'), images[index])
             cv2.imwrite(str(root / 'annotations' / split / f'{index}.png'), label)
+
+
+@lru_cache
+def _parse_config(name):
+    return Config.fromfile(CONFIG_DIR / f'{name}.py')
+
+
+def load_config(name):
+    return copy.deepcopy(_parse_config(name))
+
+
+def prepare_tiny_run(cfg, tmp_path, data_root):
+    """``cfg`` on CPU on the tiny dataset at ``data_root``: sizes / ``SIZE_DIVISOR``, a narrow
+    ConvNeXt-T without pretrained weights, no checkpoints, data loaded in the main process."""
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
+    # mmengine 0.10's AmpOptimWrapper asserts a CUDA / NPU / MLU / MUSA device.
+    if not torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'OptimWrapper'
+    cfg.default_hooks.checkpoint = None
+    cfg.randomness = dict(seed=0)
+    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[split]
+        loader.update(num_workers=0, persistent_workers=False)
+        loader.dataset.data_root = str(data_root)
+        divide_sizes(loader.dataset.pipeline)
+
+
+def tiny_upernet_run(tmp_path):
+    """upernet_convnext_t on a tiny ADE20K: narrow backbone, 64 / 32-channel heads, sizes / 8."""
+    data_root = tmp_path / 'ADEChallengeData2016'
+    write_ade(data_root, np.random.default_rng(0))
+    cfg = load_config('upernet_convnext_t')
+    prepare_tiny_run(cfg, tmp_path, data_root)
+    divide_sizes(cfg.tta_pipeline)
+    model = cfg.model
+    channels = NARROW_TINY_ARCH['channels']
+    model.decode_head.update(in_channels=channels, channels=64)
+    model.auxiliary_head.update(in_channels=channels[2], channels=32)
+    divide_sizes([model.data_preprocessor, model.test_cfg])  # crop and sliding window
+    return cfg

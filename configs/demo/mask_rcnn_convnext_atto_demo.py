@@ -1,0 +1,76 @@
+"""The demo's Mask R-CNN: ConvNeXt-atto from scratch on the drawn shapes (``tools/demo.py``).
+
+On top of ``mask_rcnn_convnext_t.py``: the atto backbone without pretrained weights or drop
+path, slim heads (FPN and RoI heads 64 channels, 256-wide FCs, 64 sampled RoIs, 100 training /
+200 test proposals) and anchors half as large (scale 4) for 15-55 px shapes, 3 classes; 128 px
+images (flip only); batch 8 for 12 epochs of 40 iterations, AdamW at lr 2e-3 with a
+50-iteration warm-up and steps after epochs 9 and 11; COCO bbox + segm evaluated once, at the
+end.
+"""
+_base_ = ['../mask_rcnn_convnext_t.py']
+
+data_root = 'data/demo/coco/'
+metainfo = dict(classes=('circle', 'square', 'triangle'))
+image_size = (128, 128)
+width = 64
+
+model = dict(
+    backbone=dict(arch='atto', drop_path_rate=0., init_cfg=None),
+    neck=dict(in_channels=[40, 80, 160, 320], out_channels=width),
+    rpn_head=dict(
+        in_channels=width, feat_channels=width, anchor_generator=dict(scales=[4])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=width),
+        bbox_head=dict(in_channels=width, fc_out_channels=256, num_classes=3),
+        mask_roi_extractor=dict(out_channels=width),
+        mask_head=dict(in_channels=width, conv_out_channels=width, num_classes=3)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=400, max_per_img=100), rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=400, max_per_img=200)))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=1,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+max_epochs = 12
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[9, 11]),
+]
+optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(num_layers=5))
+
+default_hooks = dict(
+    logger=dict(interval=10), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+randomness = dict(seed=0)

@@ -1,0 +1,306 @@
+"""tools/swap_backbone.py and :mod:`mmconvnext.utils.backbone_swap`.
+
+ConvNeXt-atto (random init, so nothing is downloaded) replaces the ResNet of mmdet's / mmseg's
+own configs of five families (two-stage, one-stage, query-based detectors; FPN-neck and
+decode-head segmentors); each written config loads, and its model trains one iteration on a tiny
+dataset in the real COCO / ADE20K layout (heads slimmed after loading). Bases that cannot take a
+ConvNeXt pyramid (SSD, dilated DeepLabV3, ViT, a C4 RoI head, no backbone, another scope) and
+bad input are refused with nothing written. The recipe table matches the paper configs.
+"""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from tiny_runs import CONFIG_DIR, divide_sizes, slim_rcnn, write_ade, write_coco
+
+from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
+from mmconvnext.utils.backbone_swap import (PAPER_RECIPES, BackboneSwapError, Recipe,
+                                            base_reference, rewire_consumer, sparse_overrides,
+                                            without_scope, write_swapped_config)
+
+TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'swap_backbone.py'
+ATTO_CHANNELS = [40, 80, 160, 320]
+
+
+@pytest.fixture
+def single_thread():
+    """One thread: the tiny runs are many small ops (faster on shared cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def slim_mask_rcnn(model):
+    slim_rcnn(model)  # also sets the neck for its narrow arch: put the swapped channels back
+    model.neck.in_channels = ATTO_CHANNELS
+
+
+def slim_retinanet(model):
+    model.neck.out_channels = 64
+    model.bbox_head.update(in_channels=64, feat_channels=64, stacked_convs=1)
+
+
+def slim_deformable_detr(model):
+    model.encoder.num_layers = model.decoder.num_layers = 1
+    model.num_queries = 30
+
+
+def slim_sem_fpn(model):
+    model.neck.out_channels = 32
+    model.decode_head.update(in_channels=[32] * 4, channels=32)
+
+
+def slim_upernet(model):
+    model.decode_head.channels = 64
+    model.auxiliary_head.channels = 32
+
+
+# base, ConvNeXt out_indices, rewired keys below model, head slimming for CPU
+FAMILIES = {
+    'two-stage': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', (0, 1, 2, 3),
+                  {'neck.in_channels': ATTO_CHANNELS}, slim_mask_rcnn),
+    'one-stage': ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', (0, 1, 2, 3),
+                  {'neck.in_channels': ATTO_CHANNELS}, slim_retinanet),
+    'query-based': ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py', (1, 2, 3),
+                    {'neck.in_channels': ATTO_CHANNELS[1:]}, slim_deformable_detr),
+    'fpn-segmentor': ('mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', (0, 1, 2, 3),
+                      {'neck.in_channels': ATTO_CHANNELS}, slim_sem_fpn),
+    'decode-head-segmentor': ('mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py',
+                              (0, 1, 2, 3), {'decode_head.in_channels': ATTO_CHANNELS,
+                                             'auxiliary_head.in_channels': ATTO_CHANNELS[2]},
+                              slim_upernet),
+}
+
+
+def get_path(cfg, dotted):
+    for key in dotted.split('.'):
+        cfg = cfg[key]
+    return cfg
+
+
+def train_one_iteration(cfg, tmp_path):
+    """Train ``cfg`` for one iteration of 2 images on a tiny COCO / ADE20K written under
+    ``tmp_path``; the Runner."""
+    is_detector = cfg.default_scope == 'mmdet'
+    data_root = tmp_path / ('coco' if is_detector else 'ADEChallengeData2016')
+    (write_coco if is_detector else write_ade)(data_root, np.random.default_rng(0))
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    cfg.update(val_dataloader=None, val_evaluator=None, val_cfg=None, test_dataloader=None,
+               test_evaluator=None, test_cfg=None)
+    cfg.default_hooks.update(checkpoint=None, logger=dict(type='LoggerHook', interval=1))
+    cfg.randomness = dict(seed=0)
+    if cfg.optim_wrapper.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'OptimWrapper'  # mmengine 0.10's AmpOptimWrapper needs a GPU
+    loader = cfg.train_dataloader
+    loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    loader.dataset.data_root = str(data_root)
+    if is_detector:
+        loader.dataset.update(ann_file='instances.json', data_prefix=dict(img='images/'))
+    else:
+        divide_sizes(cfg.model.data_preprocessor)  # the crop size
+    divide_sizes(loader.dataset.pipeline)
+    if 'max_epochs' in cfg.train_cfg:
+        cfg.train_cfg.max_epochs = 1  # 2 images, batch 2: one iteration
+    else:
+        cfg.train_cfg.max_iters = 1
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+@pytest.mark.usefixtures('single_thread')
+@pytest.mark.parametrize('family', list(FAMILIES))
+def test_swapped_config_is_short_loads_and_trains_one_iteration(family, tmp_path):
+    base, out_indices, rewired, slim = FAMILIES[family]
+    output = tmp_path / 'configs' / 'swapped.py'
+
+    changes = write_swapped_config(base, str(output), 'atto', pretrain='none')
+
+    text = output.read_text()
+    assert f"_base_ = '{base}'" in text and len(text.splitlines()) < 45
+    assert 'dataloader' not in text and 'param_scheduler' not in text  # the rest is inherited
+    cfg = Config.fromfile(output)
+    assert without_scope(cfg.model.backbone.to_dict()) == dict(
+        type='mmconvnext.ConvNeXt', arch='atto', out_indices=out_indices, drop_path_rate=0.4)
+    for dotted, channels in rewired.items():
+        assert get_path(cfg.model, dotted) == channels
+        assert any(line.startswith(f'model.{dotted}: ') for line in changes)
+    is_detector = base.startswith('mmdet')
+    optim = cfg.optim_wrapper
+    assert optim.constructor == 'mmconvnext.LearningRateDecayOptimizerConstructor'
+    assert optim.optimizer == dict(type='AdamW', lr=2e-4 if is_detector else 1e-4,
+                                   betas=(0.9, 0.999), weight_decay=0.05)
+    assert optim.paramwise_cfg.decay_type == ('layer_wise' if is_detector else 'stage_wise')
+    assert optim.paramwise_cfg.num_layers == 5  # atto: depths[2] = 6
+    if family == 'query-based':  # the base's clip_grad and non-backbone custom_keys are kept
+        assert optim.clip_grad == dict(max_norm=0.1, norm_type=2)
+        assert set(optim.paramwise_cfg.custom_keys) == {'sampling_offsets', 'reference_points'}
+
+    slim(cfg.model)
+    runner = train_one_iteration(cfg, tmp_path)
+
+    assert runner.iter == 1
+    assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
+
+
+@pytest.mark.parametrize('base, reason', [
+    ('mmdet::ssd/ssd300_coco.py', r'fails building the model: AssertionError at ssd_neck\.py'),
+    ('mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py',
+     r'strides \[4, 8, 8, 8\].*cannot dilate'),
+    ('mmseg::vit/vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512.py',
+     r'VisionTransformer outputs strides \[16, 16, 16, 16\]'),
+    ('mmdet::faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py',
+     r'roi_head\.bbox_roi_extractor\.out_channels=1024 holds a width of the base backbone'),
+    ('mmdet::_base_/datasets/coco_detection.py', 'no model.backbone'),
+    ('mmpretrain::resnet/resnet50_8xb32_in1k.py', r'only mmdet:: and mmseg::'),
+    ('mmdet::no_such/config.py', 'not found'),
+])
+def test_refuses_bases_that_cannot_take_a_convnext_pyramid(base, reason, tmp_path):
+    output = tmp_path / 'new' / 'swapped.py'
+    with pytest.raises(BackboneSwapError, match=reason):
+        write_swapped_config(base, str(output), 'atto', pretrain='none')
+    assert not (tmp_path / 'new').exists()  # no file, no temporary, no folder left
+
+
+UPERNET = 'mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py'
+
+
+@pytest.mark.parametrize('arch, pretrain, output, reason', [
+    ('tiny2', 'none', 'new.py', "unknown arch 'tiny2'"),
+    ('atto', '1k', 'new.py', r'No official ImageNet-1K ConvNeXt checkpoint for arch .atto.'),
+    ('large', '1k', 'new.py', r'published: tiny, small, base'),
+    ('tiny', 'missing.pth', 'new.py', "'missing.pth' is not 1k, 22k, none or an existing"),
+    ('tiny', 'none', 'new.yaml', r'must be a \.py config'),
+])
+def test_refuses_bad_input(arch, pretrain, output, reason, tmp_path):
+    with pytest.raises(BackboneSwapError, match=reason):
+        write_swapped_config(UPERNET, str(tmp_path / output), arch, pretrain)
+    assert not list(tmp_path.iterdir())
+
+
+def test_refuses_missing_base_file(tmp_path):
+    with pytest.raises(BackboneSwapError, match='does not exist'):
+        write_swapped_config(str(tmp_path / 'missing.py'), str(tmp_path / 'new.py'), 'tiny')
+
+
+def test_force_overwrites_and_mix_transformer_stages_map_to_convnext_stages(tmp_path):
+    """Segformer's MiT-B0 (another pyramid family; its optimizer's custom_keys are kept)."""
+    output = tmp_path / 'segformer_convnext.py'
+    output.write_text('placeholder')
+    base = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'
+
+    changes = write_swapped_config(base, str(output), 'atto', 'none', force=True)
+
+    assert changes[0].startswith('model.backbone: MixVisionTransformer (outputs of [32, 64, 160, '
+                                 '256] channels at strides [4, 8, 16, 32])')
+    cfg = Config.fromfile(output)
+    assert cfg.model.decode_head.in_channels == ATTO_CHANNELS
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys == dict(
+        pos_block=dict(decay_mult=0.), norm=dict(decay_mult=0.), head=dict(lr_mult=10.))
+
+
+R50_CHANNELS = [256, 512, 1024, 2048]
+
+
+@pytest.mark.parametrize('consumer, rewired', [
+    (dict(in_channels=R50_CHANNELS), ATTO_CHANNELS),
+    (dict(in_channels=[512, 2048], in_index=[1, 3]), [80, 320]),
+    (dict(in_channels=1024, in_index=2), 160),
+    (dict(in_channels=2048), 320),  # an int without in_index reads the last level
+])
+def test_rewire_maps_input_channels_by_level(consumer, rewired):
+    changes = rewire_consumer(('decode_head', ), consumer, R50_CHANNELS, ATTO_CHANNELS)
+
+    assert consumer['in_channels'] == rewired
+    assert [path for path, _, _ in changes] == [('decode_head', 'in_channels')]
+
+
+def test_rewire_follows_nested_copies_and_lists_are_overridden_whole():
+    model = dict(panoptic_head=[dict(in_channels=R50_CHANNELS, feat_channels=256,
+                                     pixel_decoder=dict(in_channels=R50_CHANNELS))])
+    changes = rewire_consumer(('panoptic_head', 0), model['panoptic_head'][0], R50_CHANNELS,
+                              ATTO_CHANNELS)
+
+    assert [path for path, _, _ in changes] == [
+        ('panoptic_head', 0, 'in_channels'), ('panoptic_head', 0, 'pixel_decoder', 'in_channels')]
+    assert sparse_overrides(model, [path for path, _, _ in changes]) == dict(panoptic_head=[
+        dict(in_channels=ATTO_CHANNELS, feat_channels=256,
+             pixel_decoder=dict(in_channels=ATTO_CHANNELS))])
+
+
+@pytest.mark.parametrize('consumer, reason', [
+    (dict(in_channels=[256, 512, 1024]), r'does not match the base backbone\'s outputs'),
+    (dict(in_channels=512, in_index=2), r'does not match .* at in_index=2'),
+    (dict(in_channels=[1024], in_index=2), 'a combination this tool cannot map'),
+    (dict(type='HRFPN'), 'has no in_channels'),
+])
+def test_rewire_refuses_channels_it_cannot_map(consumer, reason):
+    with pytest.raises(BackboneSwapError, match=reason):
+        rewire_consumer(('neck', ), consumer, R50_CHANNELS, ATTO_CHANNELS)
+
+
+def test_base_reference_is_relative_within_a_shared_folder_else_absolute():
+    assert base_reference('mmdet::retinanet/a.py', '/tmp/new.py') == 'mmdet::retinanet/a.py'
+    assert base_reference('/repo/configs/a.py', '/repo/work_dirs/new.py') == '../configs/a.py'
+    assert base_reference('/repo/configs/a.py', '/tmp/new.py') == '/repo/configs/a.py'
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=240)
+
+
+def test_cli_writes_official_checkpoint_and_prints_changes_then_refuses_overwrite(tmp_path):
+    output = tmp_path / 'upernet_convnext_t.py'
+
+    result = run_tool(UPERNET, '--arch', 'tiny', '-o', output)
+
+    assert result.returncode == 0, result.stdout[-4000:]
+    url = 'https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224.pth'
+    for line in ('model.decode_head.in_channels: [256, 512, 1024, 2048] -> [96, 192, 384, 768]',
+                 'model.auxiliary_head.in_channels: 1024 -> 384',
+                 f'model.backbone.init_cfg: Pretrained {url}',
+                 "model.pretrained: 'open-mmlab://resnet50_v1c'",
+                 "the paper's ConvNeXt-tiny ImageNet-1K segmentation recipe",
+                 f'checked: {output} loads, builds'):
+        assert line in result.stdout
+    cfg = Config.fromfile(output)
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=url)
+    assert cfg.model.pretrained is None
+    written = output.read_text()
+
+    again = run_tool(UPERNET, '--arch', 'small', '-o', output)
+
+    assert again.returncode == 1
+    assert 'exists; pass --force to overwrite it' in again.stdout
+    assert output.read_text() == written
+
+
+def paper_config_values(name):
+    """The values a paper config sets itself (executed without its bases)."""
+    values = {}
+    exec((CONFIG_DIR / f'{name}.py').read_text(), values)
+    return values
+
+
+@pytest.mark.parametrize('name', sorted(
+    path.stem for path in CONFIG_DIR.glob('*.py') if path.stem.startswith(('cascade', 'upernet'))))
+def test_recipe_table_and_checkpoint_urls_match_the_paper_configs(name):
+    values = paper_config_values(name)
+    backbone, optim = values['model']['backbone'], values['optim_wrapper']
+    pretrain = '22k' if '_22k_' in values['checkpoint_file'] else '1k'
+    task = 'detection' if name.startswith('cascade') else 'segmentation'
+    # UperNet configs inherit the stage-wise decay rate from configs/_base_/upernet_ade20k_160k.py
+    seg_base = paper_config_values('_base_/upernet_ade20k_160k')['optim_wrapper']
+    decay_rate = optim['paramwise_cfg'].get('decay_rate',
+                                            seg_base['paramwise_cfg']['decay_rate'])
+    assert PAPER_RECIPES[task, backbone['arch'], pretrain] == Recipe(
+        backbone['drop_path_rate'], optim['optimizer']['lr'], decay_rate)
+    assert official_checkpoint_url(backbone['arch'], pretrain) == values['checkpoint_file']

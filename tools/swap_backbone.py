@@ -1,0 +1,46 @@
+"""Write a config that replaces the backbone of an mmdet / mmseg config with ConvNeXt.
+
+    python tools/swap_backbone.py BASE_CONFIG --arch tiny [--pretrain 1k|22k|none|FILE] \
+        -o NEW_CONFIG [--force]
+
+BASE_CONFIG is a config file or an ``mmdet::`` / ``mmseg::`` path. NEW_CONFIG inherits it and
+overrides only the backbone (ConvNeXt at the base's pyramid levels, the paper's drop-path rate,
+the official ImageNet checkpoint), the input channels of the modules that read the backbone and
+the optimizer (AdamW + the paper's layer-wise / stage-wise lr decay); it is checked to load,
+build and run before it is written, and the changes are printed. Bases that cannot take a
+ConvNeXt pyramid faithfully are refused with the reason (exit status 1, nothing written). See
+:mod:`mmconvnext.utils.backbone_swap`.
+"""
+import argparse
+
+from mmconvnext.models.backbones.convnext import ARCH_SETTINGS
+from mmconvnext.utils.backbone_swap import BackboneSwapError, write_swapped_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('base', help='base config: a file or an mmdet:: / mmseg:: path')
+    parser.add_argument('--arch', required=True, choices=list(ARCH_SETTINGS),
+                        help='ConvNeXt size')
+    parser.add_argument('--pretrain', default='1k',
+                        help="'1k' or '22k' (official ImageNet checkpoint, default 1k), 'none' "
+                        '(random init) or a local checkpoint file')
+    parser.add_argument('-o', '--output', required=True, help='the new .py config')
+    parser.add_argument('--force', action='store_true', help='overwrite an existing output')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        changes = write_swapped_config(args.base, args.output, args.arch, args.pretrain,
+                                       args.force)
+    except BackboneSwapError as err:
+        raise SystemExit(f'error: cannot swap the backbone of {args.base}: {err}') from None
+    print(f'Wrote {args.output} (base {args.base}). Changes:')
+    for change in changes:
+        print(f'  - {change}')
+
+
+if __name__ == '__main__':
+    main()
