@@ -215,8 +215,8 @@ def test_benchmark_prints_speed_and_memory_of_a_tiny_detector(tiny_detector, cap
     assert (fields['config'], fields['input HxW'], fields['batch'], fields['AMP']) == (
         'tiny', '100x160', '2', 'no')
     assert float(fields['images/s']) > 0 and float(fields['peak memory (MiB)']) > 0
-    assert note == '2 timed batches after 1 warm-up; memory: peak RSS - RSS before the model ' \
-                   'was built'
+    assert note == '2 timed batches after 1 warm-up; memory: weights + rise of the RSS over ' \
+                   'the timed batches'
 
 
 def test_benchmark_refuses_bad_input(tiny_detector, capsys, tmp_path):

@@ -12,12 +12,16 @@ for the ADE20K UperNets), which those test pipelines keep as is; other sizes are
 pipeline like any image. Without CHECKPOINT the weights are random.
 
 Timed: ``--iters`` batches after ``--warmup`` batches (CUDA synchronised). Peak memory, over
-the timed batches: CUDA ``torch.cuda.max_memory_allocated`` (weights included); CPU the peak
-resident set size minus the resident size before the model was built (weights, activations,
-allocator caches). ``--amp`` (CUDA only): ``torch.autocast`` in float16.
+the timed batches: CUDA ``torch.cuda.max_memory_allocated`` (weights included); CPU the bytes
+of the weights and buffers plus the rise of the resident set size over the timed batches (its
+peak minus its size at their start: activations and allocator caches). The resident size
+before the model was built is no baseline: memory the allocator returns to the OS meanwhile
+would make the difference meaningless, even negative. ``--amp`` (CUDA only): ``torch.autocast``
+in float16.
 """
 import argparse
 import copy
+import itertools
 import os.path as osp
 import sys
 import time
@@ -85,7 +89,8 @@ def synthetic_batch(cfg, shape, batch_size):
 
 
 def time_batches(model, batch, warmup, iters, amp):
-    """(seconds for ``iters`` batches after ``warmup`` batches, peak memory in bytes)."""
+    """(seconds for ``iters`` batches after ``warmup`` batches, peak memory in bytes: CUDA
+    ``max_memory_allocated``; CPU the rise of the resident set size over the timed batches)."""
     device = next(model.parameters()).device
     cuda = device.type == 'cuda'
 
@@ -101,10 +106,12 @@ def time_batches(model, batch, warmup, iters, amp):
         torch.cuda.reset_peak_memory_stats(device)
     else:
         reset_peak_rss()
+        rss_at_start = rss_bytes()
     start = time.perf_counter()
     run(iters)
     seconds = time.perf_counter() - start
-    return seconds, torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()
+    return seconds, (torch.cuda.max_memory_allocated(device) if cuda else
+                     peak_rss_bytes() - rss_at_start)
 
 
 def device_name(device):
@@ -124,7 +131,6 @@ def main(argv=None):
         width, height = args.shape[::-1] if args.shape else default_input_size(cfg)
     except ValueError as error:
         sys.exit(f'{error_prefix} {error}; give --shape H W')
-    rss_before = rss_bytes()
     try:
         model = init_inference_model(cfg, args.checkpoint, args.device)
         batch = synthetic_batch(model.cfg, (height, width), args.batch_size)
@@ -134,7 +140,9 @@ def main(argv=None):
     if torch.device(args.device).type == 'cuda':
         memory = 'torch.cuda.max_memory_allocated'
     else:
-        memory, peak = 'peak RSS - RSS before the model was built', peak - rss_before
+        weights = sum(t.numel() * t.element_size()
+                      for t in itertools.chain(model.parameters(), model.buffers()))
+        memory, peak = 'weights + rise of the RSS over the timed batches', peak + weights
     print('| device | torch | config | input HxW | batch | AMP | images/s | peak memory (MiB) |')
     print('|---|---|---|---|---|---|---|---|')
     print(f'| {device_name(args.device)} | {torch.__version__} | '
