@@ -70,7 +70,8 @@ def det_options(data_root, epochs):
                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     options += [f'{evaluator}.ann_file={coco}annotations/instances_val.json'
                 for evaluator in ('val_evaluator', 'test_evaluator')]
-    return options + [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
+    # val_begin after the last epoch: tools/test.py evaluates, training need not do it too
+    return options + [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_begin={epochs + 1}',
                       f'default_hooks.checkpoint.interval={epochs}']
 
 
@@ -78,7 +79,7 @@ def seg_options(data_root, iters):
     """``--cfg-options`` training the UperNet config ``iters`` iterations on ``data_root``."""
     options = [f'{loader}.dataset.data_root={data_root / "ade"}'
                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    return options + [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+    return options + [f'train_cfg.max_iters={iters}', f'train_cfg.val_begin={iters + 1}',
                       f'default_hooks.checkpoint.interval={iters}',
                       f'param_scheduler.1.end={iters}']
 
