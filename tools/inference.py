@@ -18,9 +18,10 @@ from pathlib import Path
 
 import mmcv
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 from mmconvnext.apis import config_scope, init_inference_model
+from mmconvnext.engine.runner_setup import SetupError, read_config
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 #: default_scope -> the package's function predicting one image, in ``<scope>.apis``.
@@ -70,11 +71,7 @@ def image_paths(images):
 
 def load_config(args):
     """The config with ``--cfg-options`` applied; checks its scope and the task's options."""
-    if not osp.isfile(args.config):
-        raise InferenceError(f'config file {args.config} does not exist')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)
     try:
         scope = config_scope(cfg)
     except ValueError as error:
@@ -129,7 +126,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         run(args)
-    except InferenceError as error:
+    except (InferenceError, SetupError) as error:
         sys.exit(f'tools/inference.py: error: {error}')
 
 

@@ -40,16 +40,22 @@ def add_common_args(parser):
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
 
 
+def read_config(path, cfg_options=None):
+    """The config file at ``path`` with ``cfg_options`` (``--cfg-options``) merged in."""
+    if not osp.isfile(path):
+        raise SetupError(f'config file {path} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
 def load_config(args):
     """The config at ``args.config`` with ``--cfg-options``, ``work_dir`` and ``launcher`` set.
 
     ``work_dir``: ``--work-dir``, else the config's, else ``./work_dirs/<config file stem>``.
     """
-    if not osp.isfile(args.config):
-        raise SetupError(f'config file {args.config} does not exist')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

@@ -29,11 +29,12 @@ import time
 import numpy as np
 import torch
 from mmcv.transforms import Compose
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
 
 from mmconvnext.analysis import default_input_size
 from mmconvnext.apis import init_inference_model
+from mmconvnext.engine.runner_setup import read_config
 from mmconvnext.utils import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 MIB = 2**20
@@ -123,9 +124,7 @@ def device_name(device):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)  # checked to exist by parse_args
     error_prefix = f'tools/analysis/benchmark.py: error: {args.config}:'
     try:
         width, height = args.shape[::-1] if args.shape else default_input_size(cfg)

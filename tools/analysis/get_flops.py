@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 from mmconvnext.analysis import default_input_size, measure_complexity
+from mmconvnext.engine.runner_setup import read_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs'
 #: A reference figure in a targets table: number and unit, e.g. ``48M`` or ``1354G``.
@@ -94,9 +95,7 @@ def table_row(name, shape, params, flops, targets):
 
 def measure_config(path, shape, cfg_options):
     """((H, W), #params, FLOPs) of the config at ``path``, at ``shape`` (H, W) or its default."""
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = read_config(path, cfg_options)  # checked to exist by parse_args
     if shape is None:
         try:
             width, height = default_input_size(cfg)
