@@ -6,8 +6,8 @@ COCO / ADE20K checkpoints load unchanged; other published formats are converted 
 
 Tensors stay in ``channels_last`` memory from the stem on: the NCHW -> NHWC permutes around
 each block's LayerNorm / MLP are then free views, and outputs are logically NCHW. The V1 block
-MLP runs as one autograd function (:mod:`.convnext_ops`) that stores about half the
-activations of the plain modules.
+MLP, the depthwise conv and the patchify convs run ops with faster CPU training
+(:mod:`.convnext_ops`); the MLP also stores about half the activations of the plain modules.
 """
 import torch
 import torch.nn as nn
@@ -18,7 +18,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmconvnext.registry import MODELS, register_downstream
-from .convnext_ops import norm_mlp
+from .convnext_ops import depthwise_conv, norm_mlp, patchify_conv
 
 #: arch name -> (blocks per stage, channels per stage); paper Table 9, V2 paper for atto..nano.
 ARCH_SETTINGS = {
@@ -45,6 +45,16 @@ class LayerNorm2d(nn.LayerNorm):
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
                          self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+class PatchifyConv(nn.Conv2d):
+    """k x k conv with stride k, no padding (the stem and the downsampling layers)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size):
+        super().__init__(in_channels, out_channels, kernel_size, stride=kernel_size)
+
+    def forward(self, x):
+        return patchify_conv(x, self.weight, self.bias)
 
 
 class GRN(nn.Module):
@@ -85,7 +95,8 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x):
-        y = self.dwconv(x).permute(0, 2, 3, 1)  # (N, H, W, C), a view in channels_last
+        y = depthwise_conv(x, self.dwconv.weight, self.dwconv.bias)
+        y = y.permute(0, 2, 3, 1)  # (N, H, W, C), a view in channels_last
         if self.grn is None:  # fused; backward recomputes the LayerNorm and GELU outputs
             y = norm_mlp(y, self.norm.weight, self.norm.bias, self.norm.eps, self.pwconv1.weight,
                          self.pwconv1.bias, self.pwconv2.weight, self.pwconv2.bias, self.gamma)
@@ -136,10 +147,10 @@ class ConvNeXt(BaseModule):
         self.out_channels = [self.channels[i] for i in self.out_indices]
 
         # Stem: 4x4 "patchify" conv, stride 4; then a LayerNorm + 2x2 stride-2 conv per stage.
-        stem = nn.Sequential(nn.Conv2d(in_channels, self.channels[0], kernel_size=4, stride=4),
+        stem = nn.Sequential(PatchifyConv(in_channels, self.channels[0], kernel_size=4),
                              LayerNorm2d(self.channels[0]))
         self.downsample_layers = nn.ModuleList([stem] + [
-            nn.Sequential(LayerNorm2d(c_in), nn.Conv2d(c_in, c_out, kernel_size=2, stride=2))
+            nn.Sequential(LayerNorm2d(c_in), PatchifyConv(c_in, c_out, kernel_size=2))
             for c_in, c_out in zip(self.channels[:num_stages - 1], self.channels[1:num_stages])])
 
         last = sum(self.depths) - 1  # rates in plain Python: buildable on the meta device
