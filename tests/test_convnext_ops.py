@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mmconvnext.models import ConvNeXt
-from mmconvnext.models.backbones.convnext import Block
 from mmconvnext.models.backbones import convnext_ops
+from mmconvnext.models.backbones.convnext import Block
 from mmconvnext.models.backbones.convnext_ops import depthwise_conv, norm_mlp, patchify_conv
 
 
@@ -221,4 +221,5 @@ def test_patchify_conv_equals_strided_conv(kernel, size):
     for grad, ref_grad in zip(grads, ref_grads):
         torch.testing.assert_close(grad, ref_grad)
     with torch.no_grad():
-        torch.testing.assert_close(patchify_conv(x, conv.weight, None), conv(x) - conv.bias[:, None, None])
+        no_bias = conv(x) - conv.bias[:, None, None]
+        torch.testing.assert_close(patchify_conv(x, conv.weight, None), no_bias)
