@@ -100,7 +100,7 @@ def test_norm_mlp_row_chunks_match_one_chunk(monkeypatch):
         with torch.no_grad():
             inference = norm_mlp(args[0], *args[1:3], 1e-6, *args[3:])
         results.append([out, inference] + [a.grad for a in args])
-    assert len(convnext_ops._row_chunks(x.reshape(-1, 4), 16)) == 3
+    assert len(list(convnext_ops._row_chunks(x.reshape(-1, 4), 16))) == 3
     for chunked, whole in zip(results[1], results[0]):
         torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
 

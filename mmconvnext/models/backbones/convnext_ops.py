@@ -42,6 +42,12 @@ def _plain_ops(x, tensors):
         t is not None and t.requires_grad for t in tensors))
 
 
+def _cpu_training(x, tensors):
+    """Whether a conv takes its own training path: on CPU (where it was measured faster),
+    with a gradient to compute and no autocast."""
+    return x.device.type == 'cpu' and not _plain_ops(x, tensors)
+
+
 def depthwise_conv(x, weight, bias):
     """Depthwise conv with stride 1 and 'same' padding ``k // 2``.
 
@@ -52,9 +58,9 @@ def depthwise_conv(x, weight, bias):
     Returns:
         Tensor: (N, C, H, W), in the memory format the conv kernel picks for ``x``.
     """
-    if x.device.type != 'cpu' or _plain_ops(x, (x, weight, bias)):  # CPU-measured gain only
-        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
-    return DepthwiseConvFunction.apply(x, weight, bias)
+    if _cpu_training(x, (x, weight, bias)):
+        return DepthwiseConvFunction.apply(x, weight, bias)
+    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
 
 
 class DepthwiseConvFunction(torch.autograd.Function):
@@ -63,7 +69,6 @@ class DepthwiseConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
 
     @staticmethod
@@ -81,7 +86,7 @@ class DepthwiseConvFunction(torch.autograd.Function):
                                    grad_out.contiguous().view(n * c, 1, h, w),
                                    padding=k // 2, groups=n * c)
             grad_weight = grad_weight.view(n, c, 1, k, k).sum(0)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False when there is no bias
             grad_bias = grad_out.sum((0, 2, 3))
         return grad_x, grad_weight, grad_bias
 
@@ -98,7 +103,7 @@ def patchify_conv(x, weight, bias):
         Tensor: (N, C', H // k, W // k); channels_last memory when it runs as a GEMM on CPU.
     """
     k = weight.shape[-1]
-    if x.device.type != 'cpu' or _plain_ops(x, (x, weight, bias)):
+    if not _cpu_training(x, (x, weight, bias)):
         return F.conv2d(x, weight, bias, stride=k)
     n, c, h, w = x.shape
     patches = x[:, :, :h // k * k, :w // k * k].permute(0, 2, 3, 1)  # (N, H, W, C)
@@ -130,30 +135,25 @@ def norm_mlp(x, norm_weight, norm_bias, eps, w1, b1, w2, b2, gamma=None):
     rows = x.reshape(-1, x.shape[-1])  # inference: nothing stored, GELU in place per chunk
     second = _SecondLinear(w2, b2, gamma, len(rows))
     out = rows.new_empty(rows.shape)
-    buffer = None
-    for chunk in _row_chunks(rows, w1.shape[0]):
-        buffer = _chunk_buffer(buffer, chunk, w1.shape[0], rows)
+    for chunk, scratch in _row_chunks(rows, w1.shape[0]):
         hidden = torch.addmm(b1, F.layer_norm(rows[chunk], rows.shape[-1:], norm_weight,
-                                              norm_bias, eps), w1.t(), out=buffer)
+                                              norm_bias, eps), w1.t(), out=scratch)
         second(aten.gelu_(hidden), out=out[chunk])
     return second.scale_output(out).view(x.shape)
 
 
-def _row_chunks(rows, width):
-    """Row slices of an (M, ``width``) activation: on CPU, equal chunks of at most
-    HIDDEN_CHUNK_NUMEL elements (one row at least); elsewhere one chunk."""
-    num_rows = len(rows)
-    count = -(-num_rows * width // HIDDEN_CHUNK_NUMEL) if rows.device.type == 'cpu' else 1
+def _row_chunks(like, width):
+    """Yields ``(rows, scratch)`` over the rows of an (M, ``width``) activation shaped after
+    ``like`` (M rows): on CPU equal chunks of at most HIDDEN_CHUNK_NUMEL elements (one row at
+    least), elsewhere one chunk; ``scratch`` is a (rows, width) view of one buffer, allocated
+    once and reused by every chunk. An empty activation yields one empty chunk."""
+    num_rows = len(like)
+    count = -(-num_rows * width // HIDDEN_CHUNK_NUMEL) if like.device.type == 'cpu' else 1
     step = max(1, -(-num_rows // max(count, 1)))
-    return [slice(start, min(start + step, num_rows)) for start in range(0, num_rows, step)] or \
-        [slice(0, 0)]
-
-
-def _chunk_buffer(buffer, chunk, width, like):
-    """A (rows of ``chunk``, width) view of ``buffer``, which the first chunk allocates."""
-    if buffer is None:
-        buffer = like.new_empty(chunk.stop - chunk.start, width)
-    return buffer[:chunk.stop - chunk.start]
+    buffer = like.new_empty(min(step, num_rows), width)
+    for start in range(0, max(num_rows, 1), step):
+        rows = slice(start, min(start + step, num_rows))
+        yield rows, buffer[:rows.stop - rows.start]
 
 
 class _SecondLinear:
@@ -161,7 +161,7 @@ class _SecondLinear:
     output, whichever scales fewer values: the (C, 4C) weight or the (M, C) output."""
 
     def __init__(self, w2, b2, gamma, num_rows):
-        self.w2, self.gamma = w2, gamma
+        self.gamma = gamma
         self.folded = gamma is not None and w2.shape[1] <= num_rows
         self.weight = w2 * gamma[:, None] if self.folded else w2  # (C, 4C)
         self.bias = b2 * gamma if self.folded else b2
@@ -202,10 +202,8 @@ class NormMlpFunction(torch.autograd.Function):
         del normed
         second = _SecondLinear(w2, b2, gamma, len(rows))
         out = rows.new_empty(rows.shape)
-        buffer = None
-        for chunk in _row_chunks(hidden, hidden.shape[1]):
-            buffer = _chunk_buffer(buffer, chunk, hidden.shape[1], hidden)
-            second(aten.gelu.out(hidden[chunk], out=buffer), out=out[chunk])
+        for chunk, scratch in _row_chunks(hidden, hidden.shape[1]):
+            second(aten.gelu.out(hidden[chunk], out=scratch), out=out[chunk])
         ctx.save_for_backward(rows, mean, rstd, norm_weight, norm_bias, w1, hidden, w2, b2, gamma)
         ctx.eps, ctx.x_shape = eps, x.shape
         return second.scale_output(out).view(x.shape)
@@ -219,11 +217,9 @@ class NormMlpFunction(torch.autograd.Function):
         norm_mask = [need[0], need[1], need[2]]
         grad_x_parts = []
         grad_w2 = grad_w1 = grad_b1 = grad_norm_weight = grad_norm_bias = None
-        buffer = None
-        for chunk in _row_chunks(hidden, hidden.shape[1]):
-            buffer = _chunk_buffer(buffer, chunk, hidden.shape[1], hidden)
+        for chunk, scratch in _row_chunks(hidden, hidden.shape[1]):
             dout, pre = grad_out[chunk], hidden[chunk]
-            act = aten.gelu.out(pre, out=buffer)  # recomputed
+            act = aten.gelu.out(pre, out=scratch)  # recomputed
             if need[5] or need[7]:  # d/dW2 before the layer scale
                 grad_w2 = _accumulate(grad_w2, dout.t(), act)
             grad_pre = second.input_grad(dout, out=act)  # reuses the recomputed GELU memory
