@@ -53,13 +53,10 @@ def test_depthwise_conv_gradcheck_float64(batch, kernel, with_bias):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 4, 5, 6, dtype=torch.float64, generator=gen).requires_grad_()
     weight = torch.randn(4, 1, kernel, kernel, dtype=torch.float64, generator=gen)
-    bias = torch.randn(4, dtype=torch.float64, generator=gen) if with_bias else None
-    if bias is None:
-        assert torch.autograd.gradcheck(lambda x, w: depthwise_conv(x, w, None),
-                                        (x, weight.requires_grad_()))
-    else:
-        assert torch.autograd.gradcheck(depthwise_conv,
-                                        (x, weight.requires_grad_(), bias.requires_grad_()))
+    inputs = (x, weight.requires_grad_())
+    if with_bias:
+        inputs += (torch.randn(4, dtype=torch.float64, generator=gen).requires_grad_(), )
+    assert torch.autograd.gradcheck(lambda x, w, b=None: depthwise_conv(x, w, b), inputs)
 
 
 @pytest.mark.parametrize('memory_format', [torch.channels_last, torch.contiguous_format])
@@ -107,9 +104,9 @@ def test_norm_mlp_row_chunks_match_one_chunk(monkeypatch):
 
 @pytest.mark.parametrize('rows', [4, 64])  # layer scale folded into W2 (4C <= M) or not
 def test_norm_mlp_layer_scale_folded_or_applied_to_output(rows):
-    x, nw, nb, w1, b1, w2, b2, gamma = mlp_inputs(True)
-    x = x.detach().reshape(-1, 8)[:rows].clone().requires_grad_() if rows <= 30 else \
-        torch.randn(rows, 8, dtype=torch.float64, requires_grad=True)
+    _, nw, nb, w1, b1, w2, b2, gamma = mlp_inputs(True)
+    x = torch.randn(rows, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                    requires_grad=True)
     assert convnext_ops._SecondLinear(w2, b2, gamma, rows).folded == (rows >= 32)
     assert torch.autograd.gradcheck(
         lambda *t: norm_mlp(t[0], t[1], t[2], 1e-6, *t[3:]), (x, nw, nb, w1, b1, w2, b2, gamma))
