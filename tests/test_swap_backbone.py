@@ -19,6 +19,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from tiny_runs import CONFIG_DIR, divide_sizes, slim_rcnn, write_ade, write_coco
 
+from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
 from mmconvnext.utils.backbone_swap import (PAPER_RECIPES, BackboneSwapError, Recipe,
                                             base_reference, rewire_consumer, sparse_overrides,
@@ -96,8 +97,7 @@ def train_one_iteration(cfg, tmp_path):
                test_evaluator=None, test_cfg=None)
     cfg.default_hooks.update(checkpoint=None, logger=dict(type='LoggerHook', interval=1))
     cfg.randomness = dict(seed=0)
-    if cfg.optim_wrapper.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'OptimWrapper'  # mmengine 0.10's AmpOptimWrapper needs a GPU
+    fit_optim_wrapper_to_device(cfg)
     loader = cfg.train_dataloader
     loader.update(batch_size=2, num_workers=0, persistent_workers=False)
     loader.dataset.data_root = str(data_root)
@@ -183,6 +183,18 @@ def test_refuses_bad_input(arch, pretrain, output, reason, tmp_path):
     with pytest.raises(BackboneSwapError, match=reason):
         write_swapped_config(UPERNET, str(tmp_path / output), arch, pretrain)
     assert not list(tmp_path.iterdir())
+
+
+def test_amp_base_with_amp_only_keys_passes_the_build_check(tmp_path):
+    """Without a GPU the check builds AmpOptimWrapper configs in fp32, dropping AMP-only keys
+    such as ``loss_scale`` (mmseg's ``*-amp-*`` configs set it); the written config keeps them."""
+    base = tmp_path / 'upernet_amp.py'
+    base.write_text(f"_base_ = '{UPERNET}'\n"
+                    "optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')\n")
+    output = tmp_path / 'swapped.py'
+    write_swapped_config(str(base), str(output), 'atto', pretrain='none')
+    optim = Config.fromfile(output).optim_wrapper
+    assert optim.type == 'AmpOptimWrapper' and optim.loss_scale == 'dynamic'
 
 
 def test_refuses_missing_base_file(tmp_path):

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from mmdet.datasets import CocoDataset
 from mmengine.config import Config
+
+from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 
 #: The repository's configs folder.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
@@ -117,9 +118,7 @@ def prepare_tiny_run(cfg, tmp_path, data_root):
     ConvNeXt-T without pretrained weights, no checkpoints, data loaded in the main process."""
     cfg.work_dir = str(tmp_path / 'work_dir')
     cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
-    # mmengine 0.10's AmpOptimWrapper asserts a CUDA / NPU / MLU / MUSA device.
-    if not torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'OptimWrapper'
+    fit_optim_wrapper_to_device(cfg)
     cfg.default_hooks.checkpoint = None
     cfg.randomness = dict(seed=0)
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

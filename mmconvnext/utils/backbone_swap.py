@@ -20,6 +20,7 @@ import os
 import os.path as osp
 import tempfile
 import traceback
+import warnings
 from collections import namedtuple
 
 import torch
@@ -31,6 +32,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 from mmconvnext.engine.optimizers.layer_decay_optim_wrapper_constructor import (CUSTOM_KEY_OPTIONS,
                                                                                 convnext_num_layers)
+from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 from mmconvnext.models.backbones.convnext import ARCH_SETTINGS
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
 
@@ -506,10 +508,10 @@ def check_swapped_config(path, scope):
                         step = f'running model.{name} ({type(head).__name__})'
                         head(feats)
         step = 'building the optimizer wrapper'
-        optim_cfg = copy.deepcopy(cfg.optim_wrapper)
-        if optim_cfg.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
-            optim_cfg.type = 'OptimWrapper'  # mmengine 0.10's AmpOptimWrapper needs a GPU
-        build_optim_wrapper(model, optim_cfg)
+        with warnings.catch_warnings():  # its fp32-training warning: this only builds
+            warnings.simplefilter('ignore')
+            fit_optim_wrapper_to_device(cfg)
+        build_optim_wrapper(model, cfg.optim_wrapper)
     except Exception as err:  # any failure means the swap is not faithful
         raise BackboneSwapError(
             f'the swapped config fails {step}: {describe_error(err)}. Some key other than the '
