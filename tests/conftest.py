@@ -1,5 +1,6 @@
-"""Shared pytest options: heavy model sizes run only with ``--run-slow``."""
+"""Shared pytest options (heavy model sizes run only with ``--run-slow``) and fixtures."""
 import pytest
+from tiny_runs import one_thread
 
 
 def pytest_addoption(parser):
@@ -13,3 +14,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if 'slow' in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def single_thread():
+    """torch on one thread during the test (see :func:`tiny_runs.one_thread`)."""
+    with one_thread():
+        yield

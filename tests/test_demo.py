@@ -5,7 +5,6 @@ with pycocotools and with the mmdet / mmseg datasets of the demo configs); ``too
 runs once end to end on 8 training scenes (one Mask R-CNN epoch, two UperNet iterations) with
 the real tools, metrics and visualizers; bad data roots and work dirs are named.
 """
-import importlib.util
 import json
 import re
 import subprocess
@@ -19,25 +18,18 @@ from mmdet.registry import DATASETS as DET_DATASETS
 from mmengine.config import Config
 from mmseg.registry import DATASETS as SEG_DATASETS
 from pycocotools.coco import COCO
-from tiny_runs import CONFIG_DIR
+from tiny_runs import CONFIG_DIR, TOOLS_DIR, load_tool
 
 from mmconvnext.demo import ADE_CLASSES, SHAPE_CLASSES, draw_scene, write_demo_data
 from mmconvnext.demo.shape_scenes import edge_band
 
-DEMO_TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'demo.py'
+DEMO_TOOL = TOOLS_DIR / 'demo.py'
 DET_CONFIG = CONFIG_DIR / 'demo' / 'mask_rcnn_convnext_atto_demo.py'
 SEG_CONFIG = CONFIG_DIR / 'demo' / 'upernet_convnext_atto_demo.py'
 LAST_LINE = re.compile(r'^demo: bbox_mAP=(\d\.\d{3}) segm_mAP=(\d\.\d{3}) mIoU=(\d+\.\d{2}) '
                        r'pictures=(\S+)$')
 #: (num_train, num_val, size, seed) of the small written datasets.
 SMALL = dict(num_train=6, num_val=3, size=64, seed=3)
-
-
-def load_demo_tool():
-    spec = importlib.util.spec_from_file_location('demo_tool', DEMO_TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def file_bytes(root):
@@ -159,7 +151,7 @@ def test_demo_trains_evaluates_draws_and_flags_a_missed_minimum(tmp_path):
 
 
 def test_unusable_data_root_or_work_dir_is_named(tmp_path, capsys):
-    demo = load_demo_tool()
+    demo = load_tool('demo.py')
     a_file = tmp_path / 'a_file'
     a_file.write_text('')
     for argv, named in (

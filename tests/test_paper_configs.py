@@ -7,7 +7,6 @@ COCO and ADEChallengeData2016 layouts written by the tests.
 """
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.runner import Runner
@@ -174,16 +173,6 @@ def test_params_and_flops_match_paper(name):
 
 
 # --- one training iteration + evaluation on tiny datasets ------------------------------------
-
-@pytest.fixture
-def single_thread():
-    """The tiny runs are many small ops: one thread spares the OpenMP hand-offs (several times
-    faster on shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def run_and_collect_val_metrics(cfg):
     """Train with mmengine's Runner (validation at the end); the validation metrics."""

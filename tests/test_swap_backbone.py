@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from tiny_runs import CONFIG_DIR, divide_sizes, slim_rcnn, write_ade, write_coco
@@ -27,15 +26,6 @@ from mmconvnext.utils.backbone_swap import (PAPER_RECIPES, BackboneSwapError, Re
 
 TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'swap_backbone.py'
 ATTO_CHANNELS = [40, 80, 160, 320]
-
-
-@pytest.fixture
-def single_thread():
-    """One thread: the tiny runs are many small ops (faster on shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def slim_mask_rcnn(model):

@@ -3,8 +3,6 @@
 A narrow Mask R-CNN and UperNet (slimmed as in ``tiny_runs``) with real Runner checkpoints of
 their own; the tools run in this process through their ``main(argv)``.
 """
-import importlib.util
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,22 +10,10 @@ import pytest
 import torch
 from mmengine.runner import Runner
 from paper_targets import TARGETS
-from tiny_runs import (CONFIG_DIR, divide_sizes, load_config, prepare_tiny_run, slim_rcnn,
-                       tiny_images, tiny_upernet_run, write_coco)
+from tiny_runs import (CONFIG_DIR, divide_sizes, load_config, load_tool, one_thread,
+                       prepare_tiny_run, slim_rcnn, tiny_images, tiny_upernet_run, write_coco)
 
 from mmconvnext.analysis import default_input_size
-
-TOOLS = Path(__file__).resolve().parents[1] / 'tools'
-
-
-def load_tool(relative_path):
-    """The module of ``tools/<relative_path>``."""
-    path = TOOLS / relative_path
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 inference, get_flops, benchmark = map(load_tool, ('inference.py', 'analysis/get_flops.py',
                                                   'analysis/benchmark.py'))
@@ -35,11 +21,8 @@ inference, get_flops, benchmark = map(load_tool, ('inference.py', 'analysis/get_
 
 @pytest.fixture(scope='module', autouse=True)
 def single_thread():
-    """Tiny models are many small ops: one thread spares the OpenMP hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield
 
 
 def save_tiny_model(cfg, tmp):

@@ -1,18 +1,22 @@
 """Tiny datasets in the real COCO / ADE20K layouts and slimmed configs, for CPU test runs."""
 import copy
+import importlib.util
 import json
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 
-#: The repository's configs folder.
+#: The repository's configs and tools folders.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+TOOLS_DIR = Path(__file__).resolve().parents[1] / 'tools'
 
 #: ConvNeXt-T's depths (the real layer-decay groups) at 1/12 of its widths.
 NARROW_TINY_ARCH = dict(depths=[3, 3, 9, 3], channels=[8, 16, 32, 64])
@@ -141,3 +145,24 @@ def tiny_upernet_run(tmp_path):
     model.auxiliary_head.update(in_channels=channels[2], channels=32)
     divide_sizes([model.data_preprocessor, model.test_cfg])  # crop and sliding window
     return cfg
+
+
+def load_tool(relative_path):
+    """The module of ``tools/<relative_path>``, imported from its file."""
+    path = TOOLS_DIR / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def one_thread():
+    """torch on one thread inside: the tiny runs are many small ops, and one thread spares the
+    OpenMP hand-offs (several times faster on shared cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

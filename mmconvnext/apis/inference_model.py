@@ -7,10 +7,11 @@ unexpected or differently shaped keys); here a checkpoint must fit the model exa
 import copy
 import os.path as osp
 import re
-from collections import Counter
 from importlib import import_module
 
 from mmengine.runner import CheckpointLoader
+
+from mmconvnext.models.backbones.checkpoint_formats import summarise_keys
 
 #: default_scope -> (task, the package's model initialiser in ``<scope>.apis``).
 TASK_SCOPES = dict(mmdet=('detection', 'init_detector'), mmseg=('segmentation', 'init_model'))
@@ -23,12 +24,6 @@ def config_scope(cfg):
         supported = ', '.join(f'{key} ({task})' for key, (task, _) in TASK_SCOPES.items())
         raise ValueError(f'default_scope {scope!r} is not supported; supported: {supported}')
     return scope
-
-
-def _count_by_module(keys):
-    """'neck (16), rpn_head (6)': state-dict keys counted by the model's top-level module."""
-    return ', '.join(f'{module} ({count})'
-                     for module, count in Counter(key.split('.')[0] for key in keys).items())
 
 
 def checkpoint_misfit(model, checkpoint):
@@ -44,10 +39,10 @@ def checkpoint_misfit(model, checkpoint):
     problems = []
     missing = [key for key in expected if key not in loaded]
     if missing:
-        problems.append(f'it lacks weights of {_count_by_module(missing)}')
+        problems.append(f'it lacks weights of {summarise_keys(missing)}')
     unexpected = [key for key in loaded if key not in expected]
     if unexpected:
-        problems.append(f'it has weights the model lacks, of {_count_by_module(unexpected)}')
+        problems.append(f'it has weights the model lacks, of {summarise_keys(unexpected)}')
     resized = [key for key, tensor in expected.items()
                if key in loaded and getattr(loaded[key], 'shape', None) != tensor.shape]
     if resized:

@@ -30,6 +30,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
+from mmconvnext.apis.inference_model import TASK_SCOPES
 from mmconvnext.engine.optimizers.layer_decay_optim_wrapper_constructor import (CUSTOM_KEY_OPTIONS,
                                                                                 convnext_num_layers)
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
@@ -37,7 +38,7 @@ from mmconvnext.models.backbones.convnext import ARCH_SETTINGS
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
 
 #: default scope -> task of the paper recipe
-SCOPE_TASKS = {'mmdet': 'detection', 'mmseg': 'segmentation'}
+SCOPE_TASKS = {scope: task for scope, (task, _) in TASK_SCOPES.items()}
 #: task -> decay type of the paper recipe (COCO: layer-wise, ADE20K: stage-wise)
 DECAY_TYPES = {'detection': 'layer_wise', 'segmentation': 'stage_wise'}
 #: output stride of ConvNeXt stage i

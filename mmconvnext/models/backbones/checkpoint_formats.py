@@ -210,9 +210,10 @@ def load_pretrained(model, checkpoint, prefix=None, map_location='cpu'):
     report = [f'Loaded {len(expected) - len(missing)} tensors from {checkpoint} '
               f'({conversion.format_name} format)']
     if missing:
-        report.append(f'newly initialised: {_summarise(missing)}')
+        report.append(f'newly initialised: {summarise_keys(missing)}')
     if extra or conversion.dropped_keys:
-        report.append(f'ignored from the checkpoint: {_summarise(conversion.dropped_keys + extra)}')
+        ignored = summarise_keys(conversion.dropped_keys + extra)
+        report.append(f'ignored from the checkpoint: {ignored}')
     MMLogger.get_current_instance().info('\n  '.join(report))
 
 
@@ -299,7 +300,7 @@ def _describe_arch(state_dict):
             f'(depths {tuple(depths)}, channels {tuple(channels)})')
 
 
-def _summarise(keys, max_groups=8):
+def summarise_keys(keys, max_groups=8):
     """'stages.3 (36), head (2)': keys grouped by module (first name, plus its index if any)."""
     counts = {}
     for key in keys:
