@@ -47,8 +47,10 @@ STAGE_STRIDES = (4, 8, 16, 32)
 PROBE_SIZE = 256
 #: AdamW betas and weight decay of all paper recipes
 ADAMW_BETAS, ADAMW_WEIGHT_DECAY = (0.9, 0.999), 0.05
-#: paramwise_cfg keys of the base kept under the layer-decay constructor (custom_keys filtered)
-KEPT_PARAMWISE_KEYS = ('custom_keys', 'norm_decay_mult', 'bias_decay_mult')
+#: paramwise_cfg multipliers of the base kept under the layer-decay constructor
+KEPT_MULTIPLIERS = ('norm_decay_mult', 'bias_decay_mult')
+#: paramwise_cfg keys of the base kept (custom_keys filtered: the backbone's are dropped)
+KEPT_PARAMWISE_KEYS = ('custom_keys', ) + KEPT_MULTIPLIERS
 LINE_WIDTH = 100
 
 Recipe = namedtuple('Recipe', 'drop_path_rate lr decay_rate')
@@ -267,7 +269,7 @@ def optimizer_overrides(base_optim_wrapper, recipe, decay_type, num_layers):
                                 'AmpOptimWrapper bases can take the layer-decay constructor')
     base_paramwise = base.get('paramwise_cfg') or {}
     dropped = sorted(set(base_paramwise) - set(KEPT_PARAMWISE_KEYS) - set(paramwise_cfg))
-    paramwise_cfg.update((key, base_paramwise[key]) for key in KEPT_PARAMWISE_KEYS[1:]
+    paramwise_cfg.update((key, base_paramwise[key]) for key in KEPT_MULTIPLIERS
                          if key in base_paramwise)
     custom_keys = {}
     for key, options in base_paramwise.get('custom_keys', {}).items():
@@ -385,7 +387,7 @@ def base_reference(base, output):
     if output is None:
         return base_path
     folder = osp.dirname(osp.abspath(output))
-    if osp.commonpath([base_path, folder]) == osp.dirname(osp.sep):
+    if osp.commonpath([base_path, folder]) == osp.sep:
         return base_path
     return osp.relpath(base_path, folder)
 
@@ -396,7 +398,7 @@ def sparse_overrides(model_cfg, paths):
     overrides = {}
     for path in paths:
         node, target = model_cfg, overrides
-        for depth, key in enumerate(path[:-1]):
+        for key in path[:-1]:
             node = node[key]
             if isinstance(node, list):
                 target[key] = node

@@ -205,13 +205,14 @@ class NormMlpFunction(torch.autograd.Function):
         for chunk, scratch in _row_chunks(hidden, hidden.shape[1]):
             second(aten.gelu.out(hidden[chunk], out=scratch), out=out[chunk])
         ctx.save_for_backward(rows, mean, rstd, norm_weight, norm_bias, w1, hidden, w2, b2, gamma)
-        ctx.eps, ctx.x_shape = eps, x.shape
+        ctx.eps = eps
         return second.scale_output(out).view(x.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
         rows, mean, rstd, norm_weight, norm_bias, w1, hidden, w2, b2, gamma = ctx.saved_tensors
         need = ctx.needs_input_grad
+        x_shape = grad_out.shape  # the output's, which is x's
         grad_out = grad_out.reshape(-1, grad_out.shape[-1])  # (M, C)
         second = _SecondLinear(w2, b2, gamma, len(rows))
         norm_mask = [need[0], need[1], need[2]]
@@ -249,6 +250,6 @@ class NormMlpFunction(torch.autograd.Function):
         grad_x = None
         if need[0]:
             grad_x = grad_x_parts[0] if len(grad_x_parts) == 1 else torch.cat(grad_x_parts)
-            grad_x = grad_x.view(ctx.x_shape)
+            grad_x = grad_x.view(x_shape)
         return (grad_x, grad_norm_weight, grad_norm_bias, grad_w1, grad_b1,
                 grad_w2 if need[5] else None, grad_b2 if need[6] else None, grad_gamma, None)
