@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
-from tiny_runs import CONFIG_DIR, divide_sizes, slim_rcnn, write_ade, write_coco
+from tiny_runs import CONFIG_DIR, divide_sizes, load_config, slim_rcnn, write_ade, write_coco
 
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
@@ -285,24 +285,13 @@ def test_cli_writes_official_checkpoint_and_prints_changes_then_refuses_overwrit
     assert output.read_text() == written
 
 
-def paper_config_values(name):
-    """The values a paper config sets itself (executed without its bases)."""
-    values = {}
-    exec((CONFIG_DIR / f'{name}.py').read_text(), values)
-    return values
-
-
 @pytest.mark.parametrize('name', sorted(
     path.stem for path in CONFIG_DIR.glob('*.py') if path.stem.startswith(('cascade', 'upernet'))))
 def test_recipe_table_and_checkpoint_urls_match_the_paper_configs(name):
-    values = paper_config_values(name)
-    backbone, optim = values['model']['backbone'], values['optim_wrapper']
-    pretrain = '22k' if '_22k_' in values['checkpoint_file'] else '1k'
+    cfg = load_config(name)
+    backbone, optim = cfg.model.backbone, cfg.optim_wrapper
+    pretrain = '22k' if '_22k_' in cfg.checkpoint_file else '1k'
     task = 'detection' if name.startswith('cascade') else 'segmentation'
-    # UperNet configs inherit the stage-wise decay rate from configs/_base_/upernet_ade20k_160k.py
-    seg_base = paper_config_values('_base_/upernet_ade20k_160k')['optim_wrapper']
-    decay_rate = optim['paramwise_cfg'].get('decay_rate',
-                                            seg_base['paramwise_cfg']['decay_rate'])
-    assert PAPER_RECIPES[task, backbone['arch'], pretrain] == Recipe(
-        backbone['drop_path_rate'], optim['optimizer']['lr'], decay_rate)
-    assert official_checkpoint_url(backbone['arch'], pretrain) == values['checkpoint_file']
+    assert PAPER_RECIPES[task, backbone.arch, pretrain] == Recipe(
+        backbone.drop_path_rate, optim.optimizer.lr, optim.paramwise_cfg.decay_rate)
+    assert official_checkpoint_url(backbone.arch, pretrain) == cfg.checkpoint_file
