@@ -70,18 +70,21 @@ def det_options(data_root, epochs):
                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     options += [f'{evaluator}.ann_file={coco}annotations/instances_val.json'
                 for evaluator in ('val_evaluator', 'test_evaluator')]
-    # val_begin after the last epoch: tools/test.py evaluates, training need not do it too
-    return options + [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_begin={epochs + 1}',
-                      f'default_hooks.checkpoint.interval={epochs}']
+    return options + schedule_options('epochs', epochs)
 
 
 def seg_options(data_root, iters):
     """``--cfg-options`` training the UperNet config ``iters`` iterations on ``data_root``."""
     options = [f'{loader}.dataset.data_root={data_root / "ade"}'
                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    return options + [f'train_cfg.max_iters={iters}', f'train_cfg.val_begin={iters + 1}',
-                      f'default_hooks.checkpoint.interval={iters}',
-                      f'param_scheduler.1.end={iters}']
+    return options + schedule_options('iters', iters) + [f'param_scheduler.1.end={iters}']
+
+
+def schedule_options(unit, count):
+    """``--cfg-options`` training ``count`` epochs / iterations (``unit``), checkpointing the
+    last; val_begin after it: tools/test.py evaluates, training need not do it too."""
+    return [f'train_cfg.max_{unit}={count}', f'train_cfg.val_begin={count + 1}',
+            f'default_hooks.checkpoint.interval={count}']
 
 
 def run_tool(name, arguments, log_file):

@@ -71,7 +71,7 @@ def write_split(root, coco_split, ade_split, rng, count, size, first_id):
         image, instances = draw_scene(rng, size)
         name = f'{image_id:05d}'
         cv2.imwrite(str(folders['coco'] / f'{name}.jpg'), image)
-        cv2.imwrite(str(folders['ade_images'] / f'{name}.jpg'), image)
+        shutil.copyfile(folders['coco'] / f'{name}.jpg', folders['ade_images'] / f'{name}.jpg')
         cv2.imwrite(str(folders['ade_labels'] / f'{name}.png'), label_map(instances, size))
         coco['images'].append(dict(id=image_id, file_name=f'{name}.jpg', height=size, width=size))
         for label, mask in instances:

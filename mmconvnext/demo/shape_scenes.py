@@ -46,8 +46,13 @@ def shape_outline(class_name, center, diameter, angle):
 def shape_mask(outline, size):
     """The (size, size) bool mask of pixels inside ``outline`` (pixel centres)."""
     mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    cv2.fillPoly(mask, [fixed_point(outline)], 1, cv2.LINE_8, shift=4)
     return mask.astype(bool)
+
+
+def fixed_point(outline):
+    """``outline`` in the int32 4-bit fixed point of ``cv2.fillPoly(..., shift=4)``."""
+    return np.round(outline * 16).astype(np.int32)
 
 
 def edge_band(mask):
@@ -94,7 +99,7 @@ def draw_scene(rng, size):
     """
     image = background(rng, size)
     background_mean = image.mean((0, 1))
-    shapes = []  # [class index, full mask, visible mask]
+    shapes = []  # [class index, full area (pixels), visible mask]
     for _ in range(rng.integers(1, MAX_SHAPES + 1)):
         for _ in range(PLACEMENT_TRIES):
             label = int(rng.integers(len(SHAPE_CLASSES)))
@@ -103,8 +108,8 @@ def draw_scene(rng, size):
             outline = shape_outline(SHAPE_CLASSES[label], center, diameter,
                                     rng.uniform(0, 2 * np.pi))
             mask = shape_mask(outline, size)
-            if mask.sum() and all((visible & ~mask).sum() >= (1 - MAX_HIDDEN_FRACTION) * full.sum()
-                                  for _, full, visible in shapes):
+            if mask.sum() and all((visible & ~mask).sum() >= (1 - MAX_HIDDEN_FRACTION) * area
+                                  for _, area, visible in shapes):
                 break
         else:
             continue
@@ -113,9 +118,8 @@ def draw_scene(rng, size):
                        if np.abs(colour - background_mean).sum() >= MIN_CONTRAST), None)
         if colour is None:  # the background is too close to the class's hue band
             continue
-        cv2.fillPoly(image, [np.round(outline * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA,
-                     shift=4)
+        cv2.fillPoly(image, [fixed_point(outline)], colour.tolist(), cv2.LINE_AA, shift=4)
         for shape in shapes:
             shape[2] = shape[2] & ~mask
-        shapes.append([label, mask, mask])
+        shapes.append([label, int(mask.sum()), mask])
     return image, [(label, visible) for label, _, visible in shapes]
