@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from mmconvnext.models import ConvNeXt
-from mmconvnext.models.backbones.convnext import ARCH_SETTINGS
+from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
 
 SMALL_ARCHS = ['atto', 'femto', 'pico', 'nano', 'tiny']
 

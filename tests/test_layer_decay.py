@@ -22,7 +22,8 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader, TensorDataset
 
 from mmconvnext.engine.hooks import LrRangeHook
-from mmconvnext.models.backbones.convnext import ARCH_SETTINGS, ConvNeXt
+from mmconvnext.models import ConvNeXt
+from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
 
 BASE_LR, BASE_WD = 1e-4, 0.05
 CONSTRUCTOR = 'mmconvnext.LearningRateDecayOptimizerConstructor'

@@ -14,8 +14,8 @@ from paper_targets import ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS
 from tiny_runs import load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run, write_coco
 
 from mmconvnext.analysis import measure_complexity
-from mmconvnext.models.backbones.convnext import ARCH_SETTINGS
-from mmconvnext.utils.backbone_swap import without_scope
+from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
+from mmconvnext.swap.base_config import without_scope
 
 #: Where the authors publish their checkpoints (an independent literal, not the package's table).
 CHECKPOINT_HOST = 'https://dl.fbaipublicfiles.com/convnext/'

@@ -1,31 +1,41 @@
-"""tools/swap_backbone.py and :mod:`mmconvnext.utils.backbone_swap`.
+"""tools/swap_backbone.py and :mod:`mmconvnext.swap`.
 
 ConvNeXt-atto (random init, so nothing is downloaded) replaces the ResNet of mmdet's / mmseg's
-own configs of five families (two-stage, one-stage, query-based detectors; FPN-neck and
-decode-head segmentors); each written config loads, and its model trains one iteration on a tiny
-dataset in the real COCO / ADE20K layout (heads slimmed after loading). Bases that cannot take a
-ConvNeXt pyramid (SSD, dilated DeepLabV3, ViT, a C4 RoI head, no backbone, another scope) and
-bad input are refused with nothing written. The recipe table matches the paper configs.
+own configs of seven families (two-stage, one-stage caffe-normalised and query-based detectors;
+FPN-neck, decode-head, dilated D8 and D16 segmentors); each written config loads with the
+ImageNet RGB input normalisation, and its model trains one iteration on a tiny dataset in the
+real COCO / ADE20K / Cityscapes layout (heads slimmed after loading) with a finite gradient at
+the stem. Bases that cannot take a ConvNeXt pyramid (SSD, ViT, a C4 RoI head, normalisation in
+the pipeline, no backbone, another scope) and bad input are refused with nothing written. The
+#params / FLOPs print is checked once, on a small test size. The recipe table matches the paper
+configs.
 """
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from tiny_runs import CONFIG_DIR, divide_sizes, load_config, slim_rcnn, write_ade, write_coco
+from tiny_runs import (CONFIG_DIR, divide_sizes, load_config, slim_rcnn, tiny_images, write_ade,
+                       write_coco)
 
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
-from mmconvnext.utils.backbone_swap import (PAPER_RECIPES, BackboneSwapError, Recipe,
-                                            base_reference, rewire_consumer, sparse_overrides,
-                                            without_scope, write_swapped_config)
+from mmconvnext.swap import BackboneSwapError, write_swapped_config
+from mmconvnext.swap.base_config import base_reference, without_scope
+from mmconvnext.swap.probe import convnext_placement
+from mmconvnext.swap.recipe import PAPER_RECIPES, Recipe
+from mmconvnext.swap.rewire import rewire_consumer, sparse_overrides
 
 TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'swap_backbone.py'
 ATTO_CHANNELS = [40, 80, 160, 320]
+IMAGENET_RGB = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                    bgr_to_rgb=True)
 
 
 def slim_mask_rcnn(model):
@@ -33,7 +43,7 @@ def slim_mask_rcnn(model):
     model.neck.in_channels = ATTO_CHANNELS
 
 
-def slim_retinanet(model):
+def slim_fcos(model):
     model.neck.out_channels = 64
     model.bbox_head.update(in_channels=64, feat_channels=64, stacked_convs=1)
 
@@ -53,20 +63,50 @@ def slim_upernet(model):
     model.auxiliary_head.channels = 32
 
 
-# base, ConvNeXt out_indices, rewired keys below model, head slimming for CPU
+def slim_deeplab(model):
+    model.decode_head.channels = 32
+    if 'c1_channels' in model.decode_head:
+        model.decode_head.c1_channels = 16
+    model.auxiliary_head.channels = 16
+
+
+def write_cityscapes(root, rng):
+    """Cityscapes layout, two training images; train-id labels 0..18 and 255 (ignored)."""
+    images, boxes = tiny_images(rng, 2)
+    for folder in ('leftImg8bit/train/city', 'gtFine/train/city'):
+        (root / folder).mkdir(parents=True)
+    for index, (image, (x, y, w, h)) in enumerate(zip(images, boxes)):
+        label = np.full(image.shape[:2], 255, dtype=np.uint8)
+        label[y:y + h, x:x + w] = 11 + index
+        label[:4] = 0
+        cv2.imwrite(str(root / 'leftImg8bit/train/city' / f'{index}_leftImg8bit.png'), image)
+        cv2.imwrite(str(root / 'gtFine/train/city' / f'{index}_gtFine_labelTrainIds.png'), label)
+
+
+# base, (ConvNeXt out_indices, output_stride), rewired keys below model, head slimming for CPU
 FAMILIES = {
-    'two-stage': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', (0, 1, 2, 3),
+    'two-stage': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', ((0, 1, 2, 3), 32),
                   {'neck.in_channels': ATTO_CHANNELS}, slim_mask_rcnn),
-    'one-stage': ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', (0, 1, 2, 3),
-                  {'neck.in_channels': ATTO_CHANNELS}, slim_retinanet),
-    'query-based': ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py', (1, 2, 3),
-                    {'neck.in_channels': ATTO_CHANNELS[1:]}, slim_deformable_detr),
-    'fpn-segmentor': ('mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', (0, 1, 2, 3),
+    'one-stage-caffe': ('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
+                        ((0, 1, 2, 3), 32), {'neck.in_channels': ATTO_CHANNELS}, slim_fcos),
+    'query-based': ('mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
+                    ((1, 2, 3), 32), {'neck.in_channels': ATTO_CHANNELS[1:]},
+                    slim_deformable_detr),
+    'fpn-segmentor': ('mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', ((0, 1, 2, 3), 32),
                       {'neck.in_channels': ATTO_CHANNELS}, slim_sem_fpn),
     'decode-head-segmentor': ('mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py',
-                              (0, 1, 2, 3), {'decode_head.in_channels': ATTO_CHANNELS,
-                                             'auxiliary_head.in_channels': ATTO_CHANNELS[2]},
+                              ((0, 1, 2, 3), 32), {'decode_head.in_channels': ATTO_CHANNELS,
+                                                   'auxiliary_head.in_channels': ATTO_CHANNELS[2]},
                               slim_upernet),
+    'dilated-d8-segmentor': (
+        'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py',
+        ((0, 1, 2, 3), 8), {'decode_head.in_channels': ATTO_CHANNELS[3],
+                            'decode_head.c1_in_channels': ATTO_CHANNELS[0],
+                            'auxiliary_head.in_channels': ATTO_CHANNELS[2]}, slim_deeplab),
+    'dilated-d16-segmentor': (
+        'mmseg::deeplabv3/deeplabv3_r101-d16-mg124_4xb2-40k_cityscapes-512x1024.py',
+        ((0, 1, 2, 3), 16), {'decode_head.in_channels': ATTO_CHANNELS[3],
+                             'auxiliary_head.in_channels': ATTO_CHANNELS[2]}, slim_deeplab),
 }
 
 
@@ -77,11 +117,14 @@ def get_path(cfg, dotted):
 
 
 def train_one_iteration(cfg, tmp_path):
-    """Train ``cfg`` for one iteration of 2 images on a tiny COCO / ADE20K written under
-    ``tmp_path``; the Runner."""
+    """Train ``cfg`` for one iteration of 2 images on a tiny COCO / ADE20K / Cityscapes written
+    under ``tmp_path`` -> (the Runner, the stem weight's gradients)."""
     is_detector = cfg.default_scope == 'mmdet'
-    data_root = tmp_path / ('coco' if is_detector else 'ADEChallengeData2016')
-    (write_coco if is_detector else write_ade)(data_root, np.random.default_rng(0))
+    dataset = cfg.train_dataloader.dataset
+    data_root = tmp_path / Path(dataset.data_root).name
+    writer = write_coco if is_detector else {'CityscapesDataset': write_cityscapes}.get(
+        dataset.type, write_ade)
+    writer(data_root, np.random.default_rng(0))
     cfg.work_dir = str(tmp_path / 'work_dir')
     cfg.update(val_dataloader=None, val_evaluator=None, val_cfg=None, test_dataloader=None,
                test_evaluator=None, test_cfg=None)
@@ -90,39 +133,52 @@ def train_one_iteration(cfg, tmp_path):
     fit_optim_wrapper_to_device(cfg)
     loader = cfg.train_dataloader
     loader.update(batch_size=2, num_workers=0, persistent_workers=False)
-    loader.dataset.data_root = str(data_root)
+    dataset.data_root = str(data_root)
     if is_detector:
-        loader.dataset.update(ann_file='instances.json', data_prefix=dict(img='images/'))
+        dataset.update(ann_file='instances.json', data_prefix=dict(img='images/'))
     else:
         divide_sizes(cfg.model.data_preprocessor)  # the crop size
-    divide_sizes(loader.dataset.pipeline)
+    divide_sizes(dataset.pipeline)
     if 'max_epochs' in cfg.train_cfg:
         cfg.train_cfg.max_epochs = 1  # 2 images, batch 2: one iteration
     else:
         cfg.train_cfg.max_iters = 1
     runner = Runner.from_cfg(cfg)
+    stem_grads = []
+    runner.model.backbone.downsample_layers[0][0].weight.register_hook(stem_grads.append)
     runner.train()
-    return runner
+    return runner, stem_grads
 
 
 @pytest.mark.usefixtures('single_thread')
 @pytest.mark.parametrize('family', list(FAMILIES))
 def test_swapped_config_is_short_loads_and_trains_one_iteration(family, tmp_path):
-    base, out_indices, rewired, slim = FAMILIES[family]
+    base, (out_indices, output_stride), rewired, slim = FAMILIES[family]
     output = tmp_path / 'configs' / 'swapped.py'
 
-    changes = write_swapped_config(base, str(output), 'atto', pretrain='none')
+    changes = write_swapped_config(base, str(output), 'atto', pretrain='none', complexity=False)
 
     text = output.read_text()
-    assert f"_base_ = '{base}'" in text and len(text.splitlines()) < 45
+    assert f"_base_ = '{base}'" in text and len(text.splitlines()) < 50
     assert 'dataloader' not in text and 'param_scheduler' not in text  # the rest is inherited
     cfg = Config.fromfile(output)
-    assert without_scope(cfg.model.backbone.to_dict()) == dict(
-        type='mmconvnext.ConvNeXt', arch='atto', out_indices=out_indices, drop_path_rate=0.4)
+    backbone = dict(type='mmconvnext.ConvNeXt', arch='atto', out_indices=out_indices,
+                    drop_path_rate=0.4)
+    if output_stride != 32:
+        backbone['output_stride'] = output_stride
+    assert without_scope(cfg.model.backbone.to_dict()) == backbone
     for dotted, channels in rewired.items():
         assert get_path(cfg.model, dotted) == channels
         assert any(line.startswith(f'model.{dotted}: ') for line in changes)
+    preprocessor = cfg.model.data_preprocessor
+    assert {key: preprocessor[key] for key in IMAGENET_RGB} == IMAGENET_RGB
     is_detector = base.startswith('mmdet')
+    assert preprocessor.type == ('DetDataPreprocessor' if is_detector else 'SegDataPreProcessor')
+    normalisation = next(line for line in changes if line.startswith('model.data_preprocessor'))
+    if family == 'one-stage-caffe':  # BGR mean, std 1, no flip: changed, other keys kept
+        assert normalisation.startswith('model.data_preprocessor: dict(mean=[102.9801, 115.9465, '
+                                        '122.7717], std=[1.0, 1.0, 1.0], bgr_to_rgb=False) -> ')
+        assert preprocessor.pad_size_divisor == 32
     optim = cfg.optim_wrapper
     assert optim.constructor == 'mmconvnext.LearningRateDecayOptimizerConstructor'
     assert optim.optimizer == dict(type='AdamW', lr=2e-4 if is_detector else 1e-4,
@@ -134,18 +190,18 @@ def test_swapped_config_is_short_loads_and_trains_one_iteration(family, tmp_path
         assert set(optim.paramwise_cfg.custom_keys) == {'sampling_offsets', 'reference_points'}
 
     slim(cfg.model)
-    runner = train_one_iteration(cfg, tmp_path)
+    runner, stem_grads = train_one_iteration(cfg, tmp_path)
 
     assert runner.iter == 1
     assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
+    assert len(stem_grads) == 1
+    assert torch.isfinite(stem_grads[0]).all() and stem_grads[0].abs().sum() > 0
 
 
 @pytest.mark.parametrize('base, reason', [
     ('mmdet::ssd/ssd300_coco.py', r'fails building the model: AssertionError at ssd_neck\.py'),
-    ('mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py',
-     r'strides \[4, 8, 8, 8\].*cannot dilate'),
     ('mmseg::vit/vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512.py',
-     r'VisionTransformer outputs strides \[16, 16, 16, 16\]'),
+     r'VisionTransformer outputs strides \[16, 16, 16, 16\].*single-scale pyramid'),
     ('mmdet::faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py',
      r'roi_head\.bbox_roi_extractor\.out_channels=1024 holds a width of the base backbone'),
     ('mmdet::_base_/datasets/coco_detection.py', 'no model.backbone'),
@@ -160,6 +216,76 @@ def test_refuses_bases_that_cannot_take_a_convnext_pyramid(base, reason, tmp_pat
 
 
 UPERNET = 'mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py'
+DEEPLABV3_D8 = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py'
+
+
+def test_refuses_a_base_normalising_in_its_pipeline(tmp_path):
+    base = tmp_path / 'normalise_in_pipeline.py'
+    base.write_text(f"_base_ = '{UPERNET}'\n"
+                    "train_pipeline = [dict(type='LoadImageFromFile'),\n"
+                    "                  dict(type='Normalize', mean=[0, 0, 0], std=[1, 1, 1]),\n"
+                    "                  dict(type='PackSegInputs')]\n"
+                    "train_dataloader = dict(dataset=dict(pipeline=train_pipeline))\n")
+    with pytest.raises(BackboneSwapError, match=r'normalises images in its pipeline '
+                                                r'\(train_pipeline\[1\]: dict\(type=.Normalize'):
+        write_swapped_config(str(base), str(tmp_path / 'new.py'), 'atto', pretrain='none')
+    assert not (tmp_path / 'new.py').exists()
+
+
+@pytest.mark.parametrize('strides, base_indices, placement', [
+    ([4, 8, 16, 32], (0, 1, 2, 3), ((0, 1, 2, 3), 32)),
+    ([4, 8, 8, 8], (0, 1, 2, 3), ((0, 1, 2, 3), 8)),  # ResNet-D8
+    ([4, 8, 16, 16], None, ((0, 1, 2, 3), 16)),  # ResNet-D16, stages read from the strides
+    ([8], (3, ), ((3, ), 8)),  # only the last stage of a ResNet-D8: ConvNeXt's last stage
+    ([16], (2, ), ((2, ), 32)),  # an undilated truncated backbone
+    ([8, 16, 32], (2, 3, 4), ((1, 2, 3), 32)),  # out_indices that are no stages: the strides
+    ([8, 8, 8], (1, 2, 3), ((1, 2, 3), 8)),
+])
+def test_placement_reads_dilated_and_truncated_pyramids(strides, base_indices, placement):
+    pyramid = [(64 * 2**level, stride) for level, stride in enumerate(strides)]
+    base = dict(type='ResNet') if base_indices is None else dict(type='ResNet',
+                                                                 out_indices=base_indices)
+    assert convnext_placement(pyramid, base) == placement
+
+
+@pytest.mark.parametrize('strides, reason', [
+    ([16, 16, 16, 16], 'several outputs share a stride.*single-scale pyramid'),
+    ([8, 8, 8, 8], 'several outputs share a stride'),  # ConvNeXt has 3 stages at stride 8
+    ([4, 8, 16, 32, 64], 'outputs at strides 4, 8, 16, 32 only'),
+    ([2, 4, 8], 'outputs at strides 4, 8, 16, 32 only'),
+    ([4, None], 'outputs at strides 4, 8, 16, 32 only'),
+    ([8, 4], 'strides fall'),
+])
+def test_placement_refuses_pyramids_convnext_cannot_output(strides, reason):
+    pyramid = [(64, stride) for stride in strides]
+    with pytest.raises(BackboneSwapError, match=reason):
+        convnext_placement(pyramid, dict(type='SomeBackbone'))
+
+
+@pytest.mark.usefixtures('single_thread')
+def test_prints_params_and_flops_of_base_and_swapped_at_the_base_test_size(tmp_path):
+    """A DeepLabV3 R50-D8 base whose test size is cut to 128x64 (the count costs seconds)."""
+    base = tmp_path / 'deeplabv3_small_test.py'
+    base.write_text(f"_base_ = '{DEEPLABV3_D8}'\n"
+                    "test_pipeline = [dict(type='LoadImageFromFile'),\n"
+                    "                 dict(type='Resize', scale=(128, 64), keep_ratio=True),\n"
+                    "                 dict(type='PackSegInputs')]\n"
+                    "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    output = tmp_path / 'swapped.py'
+
+    changes = write_swapped_config(str(base), str(output), 'atto', pretrain='none')
+
+    checked = next(line for line in changes if line.startswith('checked: '))
+    params = float(checked.split('builds (')[1].split('M parameters')[0])
+    prefix = "#params / FLOPs at 64x128 (HxW, the base's test size): base "
+    assert changes[-1].startswith(prefix)
+    base_figures, swapped_figures = changes[-1][len(prefix):].split(' -> swapped ')
+    (base_params, base_flops), (swapped_params, swapped_flops) = (
+        [float(figure[:-1]) for figure in figures.split(' / ')]
+        for figures in (base_figures, swapped_figures))
+    assert swapped_params == params  # the counter and the check count the same model
+    assert base_params > 60 and swapped_params < base_params - 20  # ResNet-50: 23.5M, atto: 3.4M
+    assert base_flops > swapped_flops > 0
 
 
 @pytest.mark.parametrize('arch, pretrain, output, reason', [
@@ -182,7 +308,7 @@ def test_amp_base_with_amp_only_keys_passes_the_build_check(tmp_path):
     base.write_text(f"_base_ = '{UPERNET}'\n"
                     "optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')\n")
     output = tmp_path / 'swapped.py'
-    write_swapped_config(str(base), str(output), 'atto', pretrain='none')
+    write_swapped_config(str(base), str(output), 'atto', pretrain='none', complexity=False)
     optim = Config.fromfile(output).optim_wrapper
     assert optim.type == 'AmpOptimWrapper' and optim.loss_scale == 'dynamic'
 
@@ -198,7 +324,7 @@ def test_force_overwrites_and_mix_transformer_stages_map_to_convnext_stages(tmp_
     output.write_text('placeholder')
     base = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'
 
-    changes = write_swapped_config(base, str(output), 'atto', 'none', force=True)
+    changes = write_swapped_config(base, str(output), 'atto', 'none', force=True, complexity=False)
 
     assert changes[0].startswith('model.backbone: MixVisionTransformer (outputs of [32, 64, 160, '
                                  '256] channels at strides [4, 8, 16, 32])')
@@ -262,7 +388,7 @@ def run_tool(*args):
 def test_cli_writes_official_checkpoint_and_prints_changes_then_refuses_overwrite(tmp_path):
     output = tmp_path / 'upernet_convnext_t.py'
 
-    result = run_tool(UPERNET, '--arch', 'tiny', '-o', output)
+    result = run_tool(UPERNET, '--arch', 'tiny', '-o', output, '--no-complexity')
 
     assert result.returncode == 0, result.stdout[-4000:]
     url = 'https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224.pth'
@@ -278,7 +404,7 @@ def test_cli_writes_official_checkpoint_and_prints_changes_then_refuses_overwrit
     assert cfg.model.pretrained is None
     written = output.read_text()
 
-    again = run_tool(UPERNET, '--arch', 'small', '-o', output)
+    again = run_tool(UPERNET, '--arch', 'small', '-o', output, '--no-complexity')
 
     assert again.returncode == 1
     assert 'exists; pass --force to overwrite it' in again.stdout

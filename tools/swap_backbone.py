@@ -1,20 +1,22 @@
 """Write a config that replaces the backbone of an mmdet / mmseg config with ConvNeXt.
 
     python tools/swap_backbone.py BASE_CONFIG --arch tiny [--pretrain 1k|22k|none|FILE] \
-        -o NEW_CONFIG [--force]
+        -o NEW_CONFIG [--force] [--no-complexity]
 
 BASE_CONFIG is a config file or an ``mmdet::`` / ``mmseg::`` path. NEW_CONFIG inherits it and
-overrides only the backbone (ConvNeXt at the base's pyramid levels, the paper's drop-path rate,
-the official ImageNet checkpoint), the input channels of the modules that read the backbone and
-the optimizer (AdamW + the paper's layer-wise / stage-wise lr decay); it is checked to load,
-build and run before it is written, and the changes are printed. Bases that cannot take a
-ConvNeXt pyramid faithfully are refused with the reason (exit status 1, nothing written). See
-:mod:`mmconvnext.utils.backbone_swap`.
+overrides only the backbone (ConvNeXt at the base's pyramid levels and strides, dilated for a
+dilated base, with the paper's drop-path rate and the official ImageNet checkpoint), the input
+normalisation (ImageNet RGB, as the ConvNeXt weights expect), the input channels of the modules
+that read the backbone and the optimizer (AdamW + the paper's layer-wise / stage-wise lr decay);
+it is checked to load, build and run before it is written, and the changes are printed, then the
+#params and FLOPs of both models at the base's test size. Bases that cannot take a ConvNeXt
+pyramid faithfully are refused with the reason (exit status 1, nothing written). See
+:mod:`mmconvnext.swap` and docs/swap_backbone.md.
 """
 import argparse
 
-from mmconvnext.models.backbones.convnext import ARCH_SETTINGS
-from mmconvnext.utils.backbone_swap import BackboneSwapError, write_swapped_config
+from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
+from mmconvnext.swap import BackboneSwapError, write_swapped_config
 
 
 def parse_args():
@@ -27,6 +29,8 @@ def parse_args():
                         '(random init) or a local checkpoint file')
     parser.add_argument('-o', '--output', required=True, help='the new .py config')
     parser.add_argument('--force', action='store_true', help='overwrite an existing output')
+    parser.add_argument('--no-complexity', action='store_true',
+                        help='do not count #params / FLOPs of the two models (saves CPU time)')
     return parser.parse_args()
 
 
@@ -34,7 +38,7 @@ def main():
     args = parse_args()
     try:
         changes = write_swapped_config(args.base, args.output, args.arch, args.pretrain,
-                                       args.force)
+                                       args.force, complexity=not args.no_complexity)
     except BackboneSwapError as err:
         raise SystemExit(f'error: cannot swap the backbone of {args.base}: {err}') from None
     print(f'Wrote {args.output} (base {args.base}). Changes:')

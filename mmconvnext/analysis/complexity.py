@@ -54,8 +54,9 @@ def measure_complexity(cfg, input_size):
     on the model built without pretrained weights and with SyncBN reverted (as mmengine's Runner
     does outside distributed runs). ``cfg`` is modified (backbone ``init_cfg``, RPN proposals).
 
-    Detectors get the metadata of an unpadded image bound to their forward, as in mmdet's
-    ``tools/analysis_tools/get_flops.py``. Their box heads count for every RPN proposal
+    mmdet models get the metadata of an unpadded image bound to their forward, as in mmdet's
+    ``tools/analysis_tools/get_flops.py`` (DETR-like detectors read it). Two-stage detectors' box
+    heads count for every RPN proposal
     (``test_cfg.rpn.max_per_img``, 1000) and their mask heads for ``MASK_HEAD_ROIS`` RoIs. To save
     CPU time the RPN keeps ``TRACED_PROPOSALS`` here and the RoI heads' FLOPs, linear in the
     number of RoIs, are scaled up.
@@ -71,12 +72,13 @@ def measure_complexity(cfg, input_size):
     width, height = input_size
     image = torch.randn(1, 3, height, width)
 
-    if detector:
+    if cfg.default_scope == 'mmdet':
         from mmdet.structures import DetDataSample
         shape = (height, width)
         sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
                                              batch_input_shape=shape, scale_factor=(1., 1.)))
         model.forward = partial(model.forward, data_samples=[sample], mode='tensor')
+    if detector:
         head_rois = {}  # head name -> RoIs its (first stage's) forward receives
 
         def record_rois(head_name, module, args):

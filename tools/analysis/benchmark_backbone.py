@@ -156,7 +156,7 @@ def gemm_gflops(size=2048, repeats=5):
 def convnext_forward_flops(arch, shape, in_channels=3):
     """Analytic forward FLOPs of the ConvNeXt backbone on one (H, W) image, and the share of
     the 1x1 (GEMM) layers. 2 FLOPs per multiply-add; LayerNorm, GELU, residuals not counted."""
-    from mmconvnext.models.backbones.convnext import parse_arch
+    from mmconvnext.models.backbones.arch_settings import parse_arch
     depths, channels = parse_arch(arch)
     pixels = (shape[0] // 4) * (shape[1] // 4)
     total = 2 * pixels * channels[0] * in_channels * 4 * 4  # stem 4x4 conv, stride 4

@@ -40,7 +40,7 @@ from typing import Callable, NamedTuple, Union
 import torch
 from mmengine.logging import MMLogger
 
-from .convnext import ARCH_SETTINGS
+from .arch_settings import ARCH_SETTINGS
 
 _CONTAINER_KEYS = ('state_dict', 'model', 'module')
 _AUTO_PREFIXES = ('module.', 'backbone.', 'convnext.', 'convnextv2.')

@@ -6,8 +6,11 @@ COCO / ADE20K checkpoints load unchanged; other published formats are converted 
 
 Tensors stay in ``channels_last`` memory from the stem on: the NCHW -> NHWC permutes around
 each block's LayerNorm / MLP are then free views, and outputs are logically NCHW. The V1 block
-MLP, the depthwise conv and the patchify convs run ops with faster CPU training
+MLP, the undilated depthwise conv and the patchify convs run ops with faster CPU training
 (:mod:`.convnext_ops`); the MLP also stores about half the activations of the plain modules.
+
+``output_stride`` 16 / 8 builds timm's dilated ConvNeXt: the same parameters, the later stages at
+a fixed resolution (:func:`stage_geometry`, :class:`ResolutionKeepingConv`).
 """
 import torch
 import torch.nn as nn
@@ -18,21 +21,29 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmconvnext.registry import MODELS, register_downstream
+from .arch_settings import parse_arch
+from .checkpoint_formats import load_pretrained
 from .convnext_ops import depthwise_conv, norm_mlp, patchify_conv
 
-#: arch name -> (blocks per stage, channels per stage); paper Table 9, V2 paper for atto..nano.
-ARCH_SETTINGS = {
-    'atto': ((2, 2, 6, 2), (40, 80, 160, 320)),
-    'femto': ((2, 2, 6, 2), (48, 96, 192, 384)),
-    'pico': ((2, 2, 6, 2), (64, 128, 256, 512)),
-    'nano': ((2, 2, 8, 2), (80, 160, 320, 640)),
-    'tiny': ((3, 3, 9, 3), (96, 192, 384, 768)),
-    'small': ((3, 3, 27, 3), (96, 192, 384, 768)),
-    'base': ((3, 3, 27, 3), (128, 256, 512, 1024)),
-    'large': ((3, 3, 27, 3), (192, 384, 768, 1536)),
-    'xlarge': ((3, 3, 27, 3), (256, 512, 1024, 2048)),
-    'huge': ((3, 3, 27, 3), (352, 704, 1408, 2816)),
-}
+#: ``output_stride`` values: the stride of the deepest stage.
+OUTPUT_STRIDES = (8, 16, 32)
+#: stride of stage i in the undilated network (``output_stride=32``)
+STAGE_STRIDES = (4, 8, 16, 32)
+
+
+def stage_geometry(output_stride):
+    """-> (strides, dilations) of stages 0-3 at ``output_stride`` (8, 16 or 32).
+
+    A stage whose undilated stride passes ``output_stride`` keeps the resolution of the stage
+    before it, and its depthwise convs dilate by undilated stride / stride: at 8, strides
+    (4, 8, 8, 8) and dilations (1, 1, 2, 4); at 16, (4, 8, 16, 16) and (1, 1, 1, 2); at 32,
+    (4, 8, 16, 32) and all 1.
+    """
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f'output_stride={output_stride!r} is invalid; valid: '
+                         f'{", ".join(map(str, OUTPUT_STRIDES))}')
+    strides = tuple(min(stride, output_stride) for stride in STAGE_STRIDES)
+    return strides, tuple(natural // stride for natural, stride in zip(STAGE_STRIDES, strides))
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -55,6 +66,23 @@ class PatchifyConv(nn.Conv2d):
 
     def forward(self, x):
         return patchify_conv(x, self.weight, self.bias)
+
+
+class ResolutionKeepingConv(nn.Conv2d):
+    """The 2x2 downsampling conv of a stage that does not stride (``output_stride`` 8 / 16).
+
+    Stride 1, dilated as the stage before it (``dilation`` d); its input is zero-padded by
+    ``d // 2`` on the left / top and ``d - d // 2`` on the right / bottom, so the (H, W) of any
+    input is kept (timm's 'same' padding). Same weight (C', C, 2, 2) as the striding layer it
+    replaces; runs the framework's conv.
+    """
+
+    def __init__(self, in_channels, out_channels, dilation):
+        super().__init__(in_channels, out_channels, 2, dilation=dilation)
+        self.pad = (dilation // 2, dilation - dilation // 2) * 2  # F.pad order: W, then H
+
+    def forward(self, x):
+        return F.conv2d(F.pad(x, self.pad), self.weight, self.bias, dilation=self.dilation)
 
 
 class GRN(nn.Module):
@@ -80,11 +108,14 @@ class Block(nn.Module):
         drop_path (float): stochastic-depth rate of this block.
         layer_scale_init_value (float): initial ``gamma``; 0 disables layer scale (V2).
         use_grn (bool): ConvNeXt V2 Global Response Normalization after GELU.
+        dilation (int): of the depthwise conv (padding ``3 * dilation`` keeps H, W). Default 1.
     """
 
-    def __init__(self, dim, drop_path=0., layer_scale_init_value=1e-6, use_grn=False):
+    def __init__(self, dim, drop_path=0., layer_scale_init_value=1e-6, use_grn=False,
+                 dilation=1):
         super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3 * dilation, dilation=dilation,
+                                groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, 4 * dim)  # 1x1 convs as Linear on NHWC
         self.act = nn.GELU()
@@ -95,7 +126,7 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x):
-        y = depthwise_conv(x, self.dwconv.weight, self.dwconv.bias)
+        y = depthwise_conv(x, self.dwconv.weight, self.dwconv.bias, self.dwconv.dilation[0])
         y = y.permute(0, 2, 3, 1)  # (N, H, W, C), a view in channels_last
         if self.grn is None:  # fused; backward recomputes the LayerNorm and GELU outputs
             y = norm_mlp(y, self.norm.weight, self.norm.bias, self.norm.eps, self.pwconv1.weight,
@@ -111,29 +142,38 @@ class ConvNeXt(BaseModule):
     """ConvNeXt V1 / V2 backbone returning a pyramid of normalised feature maps.
 
     Args:
-        arch (str | dict): one of :data:`ARCH_SETTINGS` or ``dict(depths=[4 ints],
+        arch (str | dict): one of :data:`.arch_settings.ARCH_SETTINGS` or ``dict(depths=[4 ints],
             channels=[4 ints])``. Default ``'tiny'``.
         in_channels (int): input image channels. Default 3.
         drop_path_rate (float): stochastic depth of the last block; rates rise linearly from 0
             over all blocks. Default 0.
         layer_scale_init_value (float): initial layer scale; 0 disables it. Default 1e-6.
         out_indices (Sequence[int]): stages (0-3) whose outputs are returned, at strides
-            4, 8, 16, 32; each gets its own LayerNorm ``norm{i}``. Stages after the last index
-            are not built (no unused parameters under DDP). Default (0, 1, 2, 3).
+            4, 8, 16, 32 (capped at ``output_stride``); each gets its own LayerNorm ``norm{i}``.
+            Stages after the last index are not built (no unused parameters under DDP).
+            Default (0, 1, 2, 3).
         frozen_stages (int): -1 trains everything; k >= 0 freezes the stem and stages < k
             (with their downsampling layers): eval mode and ``requires_grad=False``. Default -1.
         norm_eval (bool): keep normalization layers in eval mode during training. ConvNeXt's
             LayerNorms have no running statistics, so this only fixes the module mode.
         with_cp (bool): gradient checkpointing of each block (less memory, more compute).
         use_grn (bool): ConvNeXt V2 blocks (use with ``layer_scale_init_value=0``).
+        output_stride (int): 32, 16 or 8, the stride of the deepest stage. Below 32 the stages
+            past it keep its resolution with dilated depthwise convs, as timm's
+            ``output_stride`` (:func:`stage_geometry`); the parameters are the same, so every
+            checkpoint loads. Default 32.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
             prefix=None)`` loads any published ConvNeXt checkpoint format; otherwise the official
             truncated-normal (std 0.02) initialisation is kept.
+
+    Attributes:
+        out_channels (list[int]): channels of each output, in ``out_indices`` order.
+        out_strides (list[int]): stride (input pixels per output pixel) of each output.
     """
 
     def __init__(self, arch='tiny', in_channels=3, drop_path_rate=0., layer_scale_init_value=1e-6,
                  out_indices=(0, 1, 2, 3), frozen_stages=-1, norm_eval=False, with_cp=False,
-                 use_grn=False, init_cfg=None):
+                 use_grn=False, output_stride=32, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.depths, self.channels = parse_arch(arch)
         self.out_indices = parse_out_indices(out_indices)
@@ -144,23 +184,30 @@ class ConvNeXt(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        strides, dilations = stage_geometry(output_stride)
         self.out_channels = [self.channels[i] for i in self.out_indices]
+        self.out_strides = [strides[i] for i in self.out_indices]
 
-        # Stem: 4x4 "patchify" conv, stride 4; then a LayerNorm + 2x2 stride-2 conv per stage.
+        # Stem: 4x4 "patchify" conv, stride 4; then a LayerNorm + 2x2 conv per stage, stride 2
+        # or, past output_stride, stride 1.
         stem = nn.Sequential(PatchifyConv(in_channels, self.channels[0], kernel_size=4),
                              LayerNorm2d(self.channels[0]))
-        self.downsample_layers = nn.ModuleList([stem] + [
-            nn.Sequential(LayerNorm2d(c_in), PatchifyConv(c_in, c_out, kernel_size=2))
-            for c_in, c_out in zip(self.channels[:num_stages - 1], self.channels[1:num_stages])])
+        self.downsample_layers = nn.ModuleList([stem])
+        for i in range(1, num_stages):
+            c_in, c_out = self.channels[i - 1:i + 1]
+            conv = (PatchifyConv(c_in, c_out, kernel_size=2) if strides[i] > strides[i - 1] else
+                    ResolutionKeepingConv(c_in, c_out, dilation=dilations[i - 1]))
+            self.downsample_layers.append(nn.Sequential(LayerNorm2d(c_in), conv))
 
         last = sum(self.depths) - 1  # rates in plain Python: buildable on the meta device
         rates = [drop_path_rate * k / max(last, 1) for k in range(last + 1)]
         starts = [sum(self.depths[:i]) for i in range(4)]
         self.stages = nn.ModuleList(
             nn.Sequential(*[
-                Block(dim, rates[start + j], layer_scale_init_value, use_grn)
+                Block(dim, rates[start + j], layer_scale_init_value, use_grn, dilation)
                 for j in range(depth)])
-            for dim, depth, start in zip(self.channels[:num_stages], self.depths, starts))
+            for dim, depth, start, dilation in zip(self.channels[:num_stages], self.depths, starts,
+                                                   dilations))
 
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(self.channels[i]))
@@ -169,8 +216,9 @@ class ConvNeXt(BaseModule):
         self._freeze_stages()
 
     def forward(self, x):
-        """(N, in_channels, H, W) -> tuple of (N, C_i, H / 2**(i+2), W / 2**(i+2)), i in
-        out_indices.
+        """(N, in_channels, H, W) -> tuple of (N, C_i, H // s_i, W // s_i), one per i in
+        ``out_indices``, with C_i in ``out_channels`` and s_i in ``out_strides`` (sizes are
+        floored at every striding layer, as its conv does).
 
         The stages run channels_last; the outputs are returned contiguous (NCHW strides),
         because mmcv's ops (RoIAlign, deformable convs, ...) read raw NCHW memory and silently
@@ -194,7 +242,6 @@ class ConvNeXt(BaseModule):
     def init_weights(self):
         """Load ``init_cfg`` of type ``Pretrained`` through the format converter."""
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            from .checkpoint_formats import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'], prefix=self.init_cfg.get('prefix'),
                             map_location=self.init_cfg.get('map_location', 'cpu'))
             self._is_init = True
@@ -219,22 +266,6 @@ class ConvNeXt(BaseModule):
                 if isinstance(module, (nn.LayerNorm, GRN, nn.modules.batchnorm._BatchNorm)):
                     module.eval()
         return self
-
-
-def parse_arch(arch):
-    """``arch`` (name or dict) -> (depths, channels), each a tuple of 4 ints."""
-    if isinstance(arch, str):
-        if arch not in ARCH_SETTINGS:
-            raise ValueError(f'Unknown ConvNeXt arch {arch!r}; valid: {", ".join(ARCH_SETTINGS)} '
-                             "or dict(depths=[...], channels=[...])")
-        return ARCH_SETTINGS[arch]
-    if isinstance(arch, dict) and set(arch) == {'depths', 'channels'}:
-        depths, channels = tuple(arch['depths']), tuple(arch['channels'])
-        if len(depths) == len(channels) == 4 and all(
-                isinstance(v, int) and v > 0 for v in depths + channels):
-            return depths, channels
-    raise ValueError(f'Invalid ConvNeXt arch {arch!r}; a dict needs exactly the keys depths and '
-                     'channels, each 4 positive ints')
 
 
 def parse_out_indices(out_indices):

@@ -1,10 +1,11 @@
 """ConvNeXt ops whose CPU training is faster than the framework's: the depthwise conv, the
 patchify convs (stem and downsampling) and the fused block MLP.
 
-Depthwise conv (:func:`depthwise_conv`): the forward and input gradient are the framework's
-conv kernels. The weight gradient is taken as one grouped conv of the input with the output
-gradient as kernel (for every channel, ``dW = corr(x, dy)``). On CPU the conv's forward plus
-backward then takes 0.5-0.8x the time of the framework's, on the same arithmetic.
+Depthwise conv (:func:`depthwise_conv`; undilated only, a dilated one runs the framework's conv):
+the forward and input gradient are the framework's conv kernels. The weight gradient is taken as
+one grouped conv of the input with the output gradient as kernel (for every channel,
+``dW = corr(x, dy)``). On CPU the conv's forward plus backward then takes 0.5-0.8x the time of
+the framework's, on the same arithmetic.
 
 Patchify conv (:func:`patchify_conv`): a k x k conv with stride k is one GEMM on the
 (pixels, k * k * C) patch rows; with gradients its forward plus backward takes 0.5-0.7x the
@@ -48,19 +49,22 @@ def _cpu_training(x, tensors):
     return x.device.type == 'cpu' and not _plain_ops(x, tensors)
 
 
-def depthwise_conv(x, weight, bias):
-    """Depthwise conv with stride 1 and 'same' padding ``k // 2``.
+def depthwise_conv(x, weight, bias, dilation=1):
+    """Depthwise conv with stride 1 and 'same' padding ``dilation * (k // 2)``.
 
     Args:
         x (Tensor): (N, C, H, W), any memory format (channels_last is fastest on CPU).
         weight (Tensor): (C, 1, k, k), k odd; ``bias`` (C,) or None.
+        dilation (int): > 1 (ConvNeXt's stages past its ``output_stride``) always runs the
+            framework's conv, forward and backward. Default 1.
 
     Returns:
         Tensor: (N, C, H, W), in the memory format the conv kernel picks for ``x``.
     """
-    if _cpu_training(x, (x, weight, bias)):
+    if dilation == 1 and _cpu_training(x, (x, weight, bias)):
         return DepthwiseConvFunction.apply(x, weight, bias)
-    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+    return F.conv2d(x, weight, bias, padding=dilation * (weight.shape[-1] // 2),
+                    dilation=dilation, groups=x.shape[1])
 
 
 class DepthwiseConvFunction(torch.autograd.Function):
