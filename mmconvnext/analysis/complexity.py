@@ -56,10 +56,9 @@ def measure_complexity(cfg, input_size):
 
     mmdet models get the metadata of an unpadded image bound to their forward, as in mmdet's
     ``tools/analysis_tools/get_flops.py`` (DETR-like detectors read it). Two-stage detectors' box
-    heads count for every RPN proposal
-    (``test_cfg.rpn.max_per_img``, 1000) and their mask heads for ``MASK_HEAD_ROIS`` RoIs. To save
-    CPU time the RPN keeps ``TRACED_PROPOSALS`` here and the RoI heads' FLOPs, linear in the
-    number of RoIs, are scaled up.
+    heads count for every RPN proposal (``test_cfg.rpn.max_per_img``, 1000) and their mask heads,
+    if any, for ``MASK_HEAD_ROIS`` RoIs. To save CPU time the RPN keeps ``TRACED_PROPOSALS`` here
+    and the RoI heads' FLOPs, linear in the number of RoIs, are scaled up.
     """
     init_default_scope(cfg.default_scope)
     cfg.model.backbone.init_cfg = None
@@ -85,7 +84,9 @@ def measure_complexity(cfg, input_size):
             head_rois.setdefault(head_name, len(args[0]))
 
         for head_name in ('bbox_head', 'mask_head'):
-            head = getattr(model.roi_head, head_name)
+            head = getattr(model.roi_head, head_name, None)  # no mask head: Faster R-CNN
+            if head is None:
+                continue
             first_stage = head[0] if isinstance(head, torch.nn.ModuleList) else head
             first_stage.register_forward_pre_hook(partial(record_rois, head_name))
 
@@ -95,6 +96,7 @@ def measure_complexity(cfg, input_size):
         flops = analyzer.total()
     if detector:
         head_flops = analyzer.by_module()
-        flops += head_flops['roi_head.bbox_head'] * (proposals / head_rois['bbox_head'] - 1)
-        flops += head_flops['roi_head.mask_head'] * (MASK_HEAD_ROIS / head_rois['mask_head'] - 1)
+        rois = dict(bbox_head=proposals, mask_head=MASK_HEAD_ROIS)
+        for head_name, traced in head_rois.items():
+            flops += head_flops[f'roi_head.{head_name}'] * (rois[head_name] / traced - 1)
     return parameter_count(model)[''], flops

@@ -64,6 +64,13 @@ def rewire_consumer(path, consumer, old_channels, new_channels):
             f'{where}.in_channels={old!r} does not match the base backbone\'s outputs '
             f'{list(old_channels)}{"" if index is None else f" at in_index={index!r}"}: cannot '
             'tell how it reads the backbone')
+    for key, value in consumer.items():
+        if (key.endswith('out_channels') and isinstance(value, (list, tuple))
+                and isinstance(old, (list, tuple)) and list(value[:len(old)]) == list(old)):
+            raise BackboneSwapError(
+                f'{where}.{key}={value!r} starts with its in_channels: it passes the backbone\'s '
+                'outputs on as its own (as SSD\'s neck does), to modules this tool does not '
+                'rewire')
     changes = [(path + ('in_channels', ), old, new)]
     consumer['in_channels'] = new
     for nested_path, node in nested_dicts(consumer, path):
