@@ -28,6 +28,7 @@ from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
 from mmconvnext.swap import BackboneSwapError, write_swapped_config
 from mmconvnext.swap.base_config import base_reference, without_scope
+from mmconvnext.swap.normalisation import normalisation_overrides
 from mmconvnext.swap.probe import convnext_placement
 from mmconvnext.swap.recipe import PAPER_RECIPES, Recipe
 from mmconvnext.swap.rewire import rewire_consumer, sparse_overrides
@@ -231,6 +232,25 @@ def test_refuses_a_base_normalising_in_its_pipeline(tmp_path):
                                                 r'\(train_pipeline\[1\]: dict\(type=.Normalize'):
         write_swapped_config(str(base), str(tmp_path / 'new.py'), 'atto', pretrain='none')
     assert not (tmp_path / 'new.py').exists()
+
+
+@pytest.mark.parametrize('preprocessor, overrides, change', [
+    (dict(type='DetDataPreprocessor', mean=[0., 0., 0.], std=[255., 255., 255.], rgb_to_bgr=True,
+          pad_size_divisor=32),
+     dict(IMAGENET_RGB, rgb_to_bgr=False), "dict(mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0], "
+     "bgr_to_rgb=None, rgb_to_bgr=True) -> dict(mean=[123.675"),
+    (dict(type='SegDataPreProcessor', **IMAGENET_RGB), IMAGENET_RGB, 'kept dict(mean=[123.675'),
+])
+def test_normalisation_is_imagenet_rgb_whatever_the_base(preprocessor, overrides, change):
+    cfg = Config(dict(model=dict(data_preprocessor=preprocessor)))
+    actual, line = normalisation_overrides(cfg)
+    assert actual == overrides  # only these keys are overridden: the base's others are kept
+    assert line.startswith(f'model.data_preprocessor: {change}')
+
+
+def test_normalisation_refuses_a_model_without_data_preprocessor():
+    with pytest.raises(BackboneSwapError, match='no data_preprocessor'):
+        normalisation_overrides(Config(dict(model=dict(type='EncoderDecoder'))))
 
 
 @pytest.mark.parametrize('strides, base_indices, placement', [
