@@ -31,7 +31,7 @@ from mmconvnext.swap.base_config import base_reference, without_scope
 from mmconvnext.swap.normalisation import normalisation_overrides
 from mmconvnext.swap.probe import convnext_placement
 from mmconvnext.swap.recipe import PAPER_RECIPES, Recipe
-from mmconvnext.swap.rewire import rewire_consumer, sparse_overrides
+from mmconvnext.swap.rewire import backbone_consumers, rewire_consumer, sparse_overrides
 
 TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'swap_backbone.py'
 ATTO_CHANNELS = [40, 80, 160, 320]
@@ -205,7 +205,8 @@ def test_swapped_config_is_short_loads_and_trains_one_iteration(family, tmp_path
     ('mmseg::vit/vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512.py',
      r'VisionTransformer outputs strides \[16, 16, 16, 16\].*single-scale pyramid'),
     ('mmdet::faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py',
-     r'roi_head\.bbox_roi_extractor\.out_channels=1024 holds a width of the base backbone'),
+     r'model\.roi_head\.shared_head \(ResLayer\) runs a stage of the base backbone on the RoI '
+     'features'),
     ('mmdet::_base_/datasets/coco_detection.py', 'no model.backbone'),
     ('mmpretrain::resnet/resnet50_8xb32_in1k.py', r'only mmdet:: and mmseg::'),
     ('mmdet::no_such/config.py', 'not found'),
@@ -382,6 +383,14 @@ def test_rewire_follows_nested_copies_and_lists_are_overridden_whole():
     assert sparse_overrides(model, [path for path, _, _ in changes]) == dict(panoptic_head=[
         dict(in_channels=ATTO_CHANNELS, feat_channels=256,
              pixel_decoder=dict(in_channels=ATTO_CHANNELS))])
+
+
+def test_a_head_holding_a_backbone_width_in_another_key_is_refused():
+    model = dict(decode_head=dict(type='FCNHead', in_channels=2048),
+                 roi_head=dict(type='SomeRoIHead', extractor=dict(out_channels=1024)))
+    with pytest.raises(BackboneSwapError, match=r'model\.roi_head\.extractor\.out_channels=1024 '
+                                                'holds a width of the base backbone'):
+        backbone_consumers(model, R50_CHANNELS)
 
 
 @pytest.mark.parametrize('consumer, reason', [

@@ -8,9 +8,10 @@ def backbone_consumers(model_cfg, old_channels):
 
     The consumer is the first neck; with no neck, every ``*head`` of the model with an
     ``in_channels`` key. A head without one (e.g. MaskFormer's fusion head) is left as it is,
-    unless a ``*channels`` key in it holds one of the base backbone's ``old_channels`` (e.g. the
-    RoI extractor of a C4 detector's RoI head): then it may read the backbone and the swap is
-    refused. ``path`` is a tuple of keys / list indices below ``model``.
+    unless it has a ``shared_head`` (a C4 RoI head running the backbone's last stage) or a
+    ``*channels`` key in it holds one of the base backbone's ``old_channels``: then it may read
+    the backbone and the swap is refused. ``path`` is a tuple of keys / list indices below
+    ``model``.
     """
     neck = model_cfg.get('neck')
     if neck:
@@ -27,6 +28,11 @@ def backbone_consumers(model_cfg, old_channels):
                                 'which modules read the backbone outputs')
     others = [(path, head) for path, head in heads if 'in_channels' not in head]
     for path, head in others:
+        if head.get('shared_head'):
+            raise BackboneSwapError(
+                f'{format_path(path + ("shared_head", ))} ({head["shared_head"].get("type")}) runs '
+                'a stage of the base backbone on the RoI features (a C4 detector): ConvNeXt has no '
+                'such stage to share; take an FPN base config')
         for nested_path, node in nested_dicts(head, path):
             for key, value in node.items():
                 widths = value if isinstance(value, (list, tuple)) else [value]
