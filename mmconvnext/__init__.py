@@ -9,6 +9,6 @@ from .version import __version__
 
 allow_mmengine_checkpoint_globals()
 
-from . import engine, models  # noqa: E402,F401  (registers components)
+from . import engine, evaluation, models  # noqa: E402,F401  (registers components)
 
 __all__ = ['__version__']

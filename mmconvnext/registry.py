@@ -8,6 +8,7 @@ scope, then the location for the key.
 from importlib import import_module
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
@@ -19,6 +20,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     scope='mmconvnext', locations=['mmconvnext.engine.optimizers'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmconvnext',
                  locations=['mmconvnext.engine.hooks'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmconvnext',
+                   locations=['mmconvnext.evaluation'])
 
 DOWNSTREAM_SCOPES = ('mmdet', 'mmseg')
 

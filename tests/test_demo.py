@@ -21,13 +21,14 @@ from pycocotools.coco import COCO
 from tiny_runs import CONFIG_DIR, TOOLS_DIR, load_tool
 
 from mmconvnext.demo import ADE_CLASSES, SHAPE_CLASSES, draw_scene, write_demo_data
-from mmconvnext.demo.shape_scenes import edge_band
+from mmconvnext.demo.shape_scenes import circumscribed_diameter, edge_band, shape_outline
+from mmconvnext.demo.summary_figure import CELL_INCHES
 
 DEMO_TOOL = TOOLS_DIR / 'demo.py'
 DET_CONFIG = CONFIG_DIR / 'demo' / 'mask_rcnn_convnext_atto_demo.py'
 SEG_CONFIG = CONFIG_DIR / 'demo' / 'upernet_convnext_atto_demo.py'
 LAST_LINE = re.compile(r'^demo: bbox_mAP=(\d\.\d{3}) segm_mAP=(\d\.\d{3}) mIoU=(\d+\.\d{2}) '
-                       r'pictures=(\S+)$')
+                       r'min_class_IoU=(\d+\.\d{2}) pictures=(\S+) summary=(\S+)$')
 #: (num_train, num_val, size, seed) of the small written datasets.
 SMALL = dict(num_train=6, num_val=3, size=64, seed=3)
 
@@ -94,6 +95,21 @@ def test_coco_polygons_and_boxes_match_the_drawn_masks(small_root):
     assert np.mean(ious) > 0.97 and min(ious) > 0.5  # the lowest: thin slivers left by occlusion
 
 
+def test_classes_cover_equal_shares_of_the_pixels(tmp_path):
+    """Shapes of every class are drawn with the same areas: unequal shares made the segmentor
+    learn the rarest class (triangles, 0.36 of the circles' pixels) last, or not at all."""
+    for name in SHAPE_CLASSES:  # the outline's area (shoelace formula) is the one asked for
+        x, y = shape_outline(name, (64, 64), circumscribed_diameter(name, 40), 0.3).T
+        assert abs(x @ np.roll(y, 1) - y @ np.roll(x, 1)) / 2 == pytest.approx(40 ** 2), name
+    write_demo_data(tmp_path, num_train=120, num_val=1, size=64, seed=1)
+    pixels = np.zeros(256, int)
+    for label_file in (tmp_path / 'ade' / 'annotations' / 'training').glob('*.png'):
+        pixels += np.bincount(cv2.imread(str(label_file), cv2.IMREAD_UNCHANGED).ravel(),
+                              minlength=256)
+    shares = pixels[2:2 + len(SHAPE_CLASSES)]
+    assert shares.max() / shares.min() < 1.25, shares
+
+
 def test_ade_labels_match_the_drawn_masks(small_root):
     scenes = redrawn_scenes()
     labels = sorted((small_root / 'ade' / 'annotations' / 'training').glob('*.png')) + sorted(
@@ -129,25 +145,34 @@ def test_demo_configs_load_the_written_layouts_with_their_classes(small_root):
 
 
 def test_demo_trains_evaluates_draws_and_flags_a_missed_minimum(tmp_path):
-    """One run: minima 0 for the mAPs and 100 for mIoU, so the mIoU warning and exit 1 show."""
+    """One run: minima 0 but 100 for the smallest class IoU, so its warning and exit 1 show."""
     result = subprocess.run(
         [sys.executable, str(DEMO_TOOL), '--data-root', tmp_path / 'data', '--work-dir',
          tmp_path / 'work', '--num-train', '8', '--num-val', '2', '--det-epochs', '1',
-         '--seg-iters', '2', '--min-metrics', '0', '0', '100'],
+         '--seg-iters', '2', '--min-metrics', '0', '0', '0', '100'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=800)
     lines = result.stdout.splitlines()
     assert result.returncode == 1, result.stdout[-5000:]
     match = LAST_LINE.match(lines[-1])
     assert match, lines[-5:]
-    bbox_map, segm_map, miou = map(float, match.groups()[:3])
-    assert 0 <= bbox_map <= 1 and 0 <= segm_map <= 1 and 0 <= miou < 100
-    assert lines[-2].startswith('demo: WARNING: mIoU') and 'WARNING' not in lines[-3]
-    pictures = Path(match.group(4))
+    bbox_map, segm_map, miou, min_class_iou = map(float, match.groups()[:4])
+    assert 0 <= bbox_map <= 1 and 0 <= segm_map <= 1 and 0 <= min_class_iou <= miou < 100
+    assert lines[-2].startswith('demo: WARNING: min_class_IoU') and 'WARNING' not in lines[-3]
+    pictures, summary = Path(match.group(5)), Path(match.group(6))
     assert pictures == tmp_path / 'work' / 'pictures'
     for task in ('mask_rcnn', 'upernet'):
         assert len(list((pictures / task).rglob('*.png'))) == 2, task
         assert (tmp_path / 'work' / 'logs' / f'{task}_train.log').is_file()
+    assert summary == tmp_path / 'work' / 'summary.png'
+    picture = cv2.imread(str(summary))  # a row per held-out scene, then the curves and metrics
+    assert picture.shape[:2] == (round((2 + 1.6) * CELL_INCHES * 100), 4 * CELL_INCHES * 100)
+    # the per-class tables: every class with its bbox / segm AP, then its IoU
+    table = [line for line in lines if re.match(r'demo:   \w+ +[\d.na]+', line)]
+    assert [line.split()[1] for line in table] == list(SHAPE_CLASSES) + list(ADE_CLASSES)
+    class_ious = [float(line.split()[-1]) for line in table[3:]]  # NaN: absent, not predicted
+    assert f'{min(np.nan_to_num(class_ious)):.2f}' == match.group(4)
     assert any(line.startswith('demo: wall times: data') for line in lines)
+    assert any('summary picture' in line for line in lines)
 
 
 def test_unusable_data_root_or_work_dir_is_named(tmp_path, capsys):

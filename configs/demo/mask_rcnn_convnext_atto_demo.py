@@ -60,7 +60,11 @@ val_dataloader = dict(
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+# bbox and segm as two metrics: mmdet's classwise keys (<class>_precision) carry no metric name,
+# so one metric evaluating both would keep only the segm AP of each class.
+val_evaluator = [
+    dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json', metric=metric,
+         classwise=True, prefix=f'coco_{metric}') for metric in ('bbox', 'segm')]
 test_evaluator = val_evaluator
 
 max_epochs = 12

@@ -3,8 +3,14 @@
 On top of ``upernet_convnext_t.py``: the atto backbone without pretrained weights or drop path,
 slim heads (UperNet 64 channels, auxiliary FCN 32), 4 classes (background and the 3 shapes;
 label 0, the shapes' anti-aliased edges, is ignored by ``reduce_zero_label``); 128 px crops
-of the 128 px images rescaled by 0.75-1.5, whole-image test; batch 8 for 400 iterations, AdamW
-at lr 2e-3 with a 50-iteration warm-up and poly decay; mIoU evaluated once, at the end.
+of the 128 px images rescaled by 0.75-1.5 and flipped, whole-image test; batch 8 for 1000
+iterations, AdamW at lr 2e-3 with a 50-iteration warm-up and poly decay; IoU of every class
+(``ClasswiseIoUMetric``) evaluated once, at the end.
+
+No ``PhotoMetricDistortion``: its hue shift (up to 18 of OpenCV's 180) is wider than the half
+width (12) of each shape class's hue band, so it moved shapes' colours out of their class's
+band. Without it the held-out mIoU at 400 iterations rose from 80.1 to 81.4; 1000 iterations
+reach 90.4 (min class IoU 87.0), where 400 left circles at 73.
 """
 _base_ = ['../upernet_convnext_t.py']
 
@@ -20,7 +26,7 @@ dataset = dict(
     seg_map_suffix='.png',
     reduce_zero_label=True)
 crop_size = (128, 128)
-max_iters = 400
+max_iters = 1000
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -35,7 +41,6 @@ train_pipeline = [
     dict(type='RandomResize', scale=crop_size, ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
@@ -52,6 +57,8 @@ val_dataloader = dict(
     num_workers=1,
     dataset=dict(**dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
+val_evaluator = dict(type='mmconvnext.ClasswiseIoUMetric', iou_metrics=['mIoU'])  # + IoU.<class>
+test_evaluator = val_evaluator
 
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [

@@ -22,7 +22,7 @@ import numpy as np
 from .shape_scenes import SHAPE_CLASSES, draw_scene, edge_band
 
 #: Bump when the drawn data changes, so older demo data is rewritten.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 #: The stamp file under the data root.
 STAMP_NAME = 'demo_data.json'
 #: Semantic classes after ``reduce_zero_label`` (label PNG value - 1).

@@ -1,7 +1,8 @@
 """Random scenes of drawn shapes for the demo: a BGR image and each shape's visible mask.
 
 Each scene is a ``size`` x ``size`` image: a smooth two-colour gradient with Gaussian noise and
-a few random clutter lines, under 1 to ``MAX_SHAPES`` filled shapes of random sizes, rotations,
+a few random clutter lines, under 1 to ``MAX_SHAPES`` filled shapes of random areas (drawn alike
+for every class, so each class covers about the same share of the pixels), rotations,
 positions and colours: each class has its hue band (``HUE_BANDS``), saturation and value vary,
 and the colour is at least ``MIN_CONTRAST`` from the background's mean colour. Later
 shapes are drawn over earlier ones (occlusion), but a placement that would hide more than
@@ -17,8 +18,10 @@ SHAPE_CLASSES = ('circle', 'square', 'triangle')
 MAX_SHAPES = 4
 #: Largest fraction of a shape's area a later shape may cover.
 MAX_HIDDEN_FRACTION = 0.4
-#: Shape sizes (circumscribed circle diameter) as fractions of the image side.
-SIZE_RANGE = (0.16, 0.42)
+#: Shape sizes: the side of the square of the same area, as fractions of the image side.
+SIZE_RANGE = (0.13, 0.31)
+#: Corners of each class's outline (a circle is drawn as a 48-gon).
+CORNERS = dict(circle=48, square=4, triangle=3)
 #: Placement (and colour) tries per shape before the scene keeps fewer shapes.
 PLACEMENT_TRIES = 20
 #: Hue band (OpenCV hue 0..179, centre and half width) of each class: red, green, blue. A hue
@@ -37,10 +40,22 @@ def shape_outline(class_name, center, diameter, angle):
         diameter (float): that circle's diameter (pixels).
         angle (float): rotation (radians); circles are 48-gons.
     """
-    corners = dict(circle=48, square=4, triangle=3)[class_name]
+    corners = CORNERS[class_name]
     angles = angle + np.arange(corners) * 2 * np.pi / corners
     return np.stack([center[0] + diameter / 2 * np.cos(angles),
                      center[1] + diameter / 2 * np.sin(angles)], axis=1)
+
+
+def circumscribed_diameter(class_name, area_side):
+    """The circumscribed circle's diameter of a regular ``class_name`` shape of area
+    ``area_side ** 2`` (same unit as ``area_side``).
+
+    A regular n-gon in a circle of diameter d covers ``n / 8 * sin(2 pi / n) * d ** 2``: a circle
+    (48-gon) 0.78, a square 0.5 and a triangle 0.32 of d squared. Equal diameters would give
+    triangles 0.41 of a circle's pixels, and the segmentor would learn them last.
+    """
+    corners = CORNERS[class_name]
+    return area_side / np.sqrt(corners / 8 * np.sin(2 * np.pi / corners))
 
 
 def shape_mask(outline, size):
@@ -103,7 +118,8 @@ def draw_scene(rng, size):
     for _ in range(rng.integers(1, MAX_SHAPES + 1)):
         for _ in range(PLACEMENT_TRIES):
             label = int(rng.integers(len(SHAPE_CLASSES)))
-            diameter = rng.uniform(*SIZE_RANGE) * size
+            diameter = circumscribed_diameter(SHAPE_CLASSES[label],
+                                              rng.uniform(*SIZE_RANGE) * size)
             center = rng.uniform(diameter / 3, size - diameter / 3, 2)
             outline = shape_outline(SHAPE_CLASSES[label], center, diameter,
                                     rng.uniform(0, 2 * np.pi))

@@ -1,0 +1,3 @@
+from .classwise_iou_metric import ClasswiseIoUMetric
+
+__all__ = ['ClasswiseIoUMetric']
