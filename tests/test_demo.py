@@ -191,3 +191,15 @@ def test_unusable_data_root_or_work_dir_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         demo.main(['--num-train', '0'])
     assert '--num-train 0: must be >= 1' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('side_by_side', (False, True))
+def test_failed_tools_are_named_with_their_logs_in_either_order(tmp_path, side_by_side):
+    demo = load_tool('demo.py')
+    jobs = [demo.Job(task, 'test.py', [tmp_path / f'{task}.py', tmp_path / 'none.pth'],
+                     tmp_path / f'{task}.log') for task in ('mask_rcnn', 'upernet')]
+    with pytest.raises(demo.DemoError) as error:
+        demo.run_jobs(jobs, 1, side_by_side)
+    for job in jobs:  # both ran, both failures are reported with the end of their log
+        assert f'tools/test.py ({job.task}) failed (exit 1)' in str(error.value)
+        assert f'config file {tmp_path / job.task}.py does not exist' in job.log_file.read_text()

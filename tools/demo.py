@@ -115,13 +115,9 @@ def run_jobs(jobs, threads, side_by_side):
     """Run ``jobs`` with ``threads`` torch threads each, all at once or one after another.
 
     Each tool's output goes to its log file, its progress lines are echoed with the task's name.
-    Raises :class:`DemoError` with the log's tail for every job that failed.
+    Every job runs; then :class:`DemoError` names each one that failed, with its log's tail.
     """
-    if not side_by_side:
-        for job in jobs:
-            run_jobs([job], threads, True)
-        return
-    running = []
+    running, failures = [], []
     for job in jobs:
         command = [sys.executable, str(REPO / 'tools' / job.tool), *map(str, job.arguments)]
         print(f'demo: [{job.task}] $ {" ".join(command)}\n'
@@ -132,7 +128,8 @@ def run_jobs(jobs, threads, side_by_side):
         echo = threading.Thread(target=echo_progress, args=(job, process, time.perf_counter()))
         echo.start()
         running.append((job, process, echo))
-    failures = []
+        if not side_by_side:
+            echo.join()
     for job, process, echo in running:
         echo.join()
         if process.wait():

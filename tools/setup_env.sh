@@ -138,8 +138,8 @@ if ! "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_V
 fi
 
 # --- the rest of the stack -----------------------------------------------------------------------
-phase 'the OpenMMLab stack and test tools'
 if [[ -n $MMCV_PID ]]; then
+    phase 'the OpenMMLab stack and test tools'
     # mmcv is not installed yet and every OpenMMLab package requires it: resolve the whole stack
     # (mmcv's metadata comes from its source release), then install what it adds, pinned to the
     # resolved versions, but mmcv and what the running build imports (torch, build tools).

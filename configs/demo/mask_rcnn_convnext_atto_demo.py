@@ -2,10 +2,15 @@
 
 On top of ``mask_rcnn_convnext_t.py``: the atto backbone without pretrained weights or drop
 path, slim heads (FPN and RoI heads 64 channels, 256-wide FCs, 64 sampled RoIs, 100 training /
-200 test proposals) and anchors half as large (scale 4) for 15-55 px shapes, 3 classes; 128 px
+200 test proposals) and anchors half as large (scale 4) for 17-40 px shapes (square root of
+their area), 3 classes; the box head regresses decoded boxes with a GIoU loss, as the paper's
+Cascade Mask R-CNN heads do (``configs/_base_/cascade_mask_rcnn_4conv1fc_giou.py``); 128 px
 images (flip only); batch 8 for 12 epochs of 40 iterations, AdamW at lr 2e-3 with a
-50-iteration warm-up and steps after epochs 9 and 11; COCO bbox + segm evaluated once, at the
-end.
+50-iteration warm-up and steps after epochs 9 and 11; COCO bbox + segm AP of every class
+evaluated once, at the end.
+
+GIoU instead of the base's L1 box loss: held-out bbox mAP 0.688 -> 0.718, segm 0.769 -> 0.789
+after 12 epochs (one thread); the shapes' boxes were found (AP@0.5 0.95) but not tight enough.
 """
 _base_ = ['../mask_rcnn_convnext_t.py']
 
@@ -21,7 +26,9 @@ model = dict(
         in_channels=width, feat_channels=width, anchor_generator=dict(scales=[4])),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=width),
-        bbox_head=dict(in_channels=width, fc_out_channels=256, num_classes=3),
+        bbox_head=dict(
+            in_channels=width, fc_out_channels=256, num_classes=3, reg_decoded_bbox=True,
+            loss_bbox=dict(_delete_=True, type='GIoULoss', loss_weight=10.0)),
         mask_roi_extractor=dict(out_channels=width),
         mask_head=dict(in_channels=width, conv_out_channels=width, num_classes=3)),
     train_cfg=dict(
@@ -76,5 +83,5 @@ param_scheduler = [
 optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(num_layers=5))
 
 default_hooks = dict(
-    logger=dict(interval=10), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    logger=dict(interval=20), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 randomness = dict(seed=0)

@@ -68,5 +68,5 @@ param_scheduler = [
 optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(num_layers=5))
 
 default_hooks = dict(
-    logger=dict(interval=20), checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+    logger=dict(interval=50), checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 randomness = dict(seed=0)
