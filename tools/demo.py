@@ -277,7 +277,7 @@ def run_demo(args):
     for line in tables:
         print(f'demo: {line}', flush=True)
     summary = phases.run('summary picture', write_summary, data_root, work_dir, checkpoints,
-                         scalars, [metrics_line(values), ''] + tables)
+                         scalars, [*metrics_line(values).split(), ''] + tables)
     times = ', '.join(f'{name} {seconds:.1f} s' for name, seconds in phases.times.items())
     print(f'demo: wall times: {times}; total {sum(phases.times.values()):.1f} s', flush=True)
     warnings = [f'demo: WARNING: {name} {value} is below the minimum {minimum}'
