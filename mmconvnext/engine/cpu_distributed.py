@@ -7,6 +7,7 @@ mmengine 0.10.7 assumes CUDA once ``launcher != 'none'``: ``init_dist`` calls
 ``Runner.setup_env`` skips ``init_dist``) and points ``model_wrapper_cfg`` at
 :class:`CPUDistributedDataParallel`. With CUDA both are no-ops: mmengine's path is unchanged.
 """
+import atexit
 import os
 import subprocess
 from datetime import timedelta
@@ -68,6 +69,10 @@ def prepare_cpu_distributed(cfg, launcher):
         if 'timeout' in dist_cfg:
             dist_cfg['timeout'] = timedelta(seconds=dist_cfg['timeout'])
         torch_dist.init_process_group(backend='gloo', **dist_cfg)
+        # Destroyed before the interpreter shuts down: left to static destruction, gloo's
+        # threads sometimes abort the finished process ("terminate called without an active
+        # exception", SIGABRT after tools/test.py had printed its metrics).
+        atexit.register(torch_dist.destroy_process_group)
     wrapper_cfg = cfg.get('model_wrapper_cfg')
     if wrapper_cfg is None:
         cfg.model_wrapper_cfg = dict(
