@@ -177,12 +177,10 @@ def metrics_line(values):
             f'mIoU={values["mIoU"]:.2f} min_class_IoU={values["min_class_IoU"]:.2f}')
 
 
-def write_summary(data_root, work_dir, checkpoints, scalars, metrics_lines):
-    """Draw ``WORK_DIR/summary.png``; returns its path."""
-    models = {task: Config.fromfile(config) for task, config in
-              (('mask_rcnn', DET_CONFIG), ('upernet', SEG_CONFIG))}
-    rows = held_out_rows(data_root / 'ade', models['mask_rcnn'], checkpoints['mask_rcnn'],
-                         models['upernet'], checkpoints['upernet'], SUMMARY_ROWS)
+def write_summary(data_root, work_dir, configs, checkpoints, scalars, metrics_lines):
+    """Draw ``WORK_DIR/summary.png`` (``configs``: task -> its loaded config); returns its path."""
+    rows = held_out_rows(data_root / 'ade', configs['mask_rcnn'], checkpoints['mask_rcnn'],
+                         configs['upernet'], checkpoints['upernet'], SUMMARY_ROWS)
     losses = {name: read_losses(scalars[task])
               for task, name in (('mask_rcnn', 'Mask R-CNN'), ('upernet', 'UperNet'))}
     out_file = work_dir / 'summary.png'
@@ -235,8 +233,9 @@ def run_demo(args):
               f'training + {args.num_val} held-out scenes under {data_root}', flush=True)
 
     phases.run('data', write_data)
-    det_epochs = args.det_epochs or Config.fromfile(DET_CONFIG).train_cfg.max_epochs
-    seg_iters = args.seg_iters or Config.fromfile(SEG_CONFIG).train_cfg.max_iters
+    configs = dict(mask_rcnn=Config.fromfile(DET_CONFIG), upernet=Config.fromfile(SEG_CONFIG))
+    det_epochs = args.det_epochs or configs['mask_rcnn'].train_cfg.max_epochs
+    seg_iters = args.seg_iters or configs['upernet'].train_cfg.max_iters
     tasks = {'mask_rcnn': (DET_CONFIG, det_options(data_root, det_epochs),
                            f'epoch_{det_epochs}.pth'),
              'upernet': (SEG_CONFIG, seg_options(data_root, seg_iters), f'iter_{seg_iters}.pth')}
@@ -276,8 +275,8 @@ def run_demo(args):
     tables = class_tables(metrics)
     for line in tables:
         print(f'demo: {line}', flush=True)
-    summary = phases.run('summary picture', write_summary, data_root, work_dir, checkpoints,
-                         scalars, [*metrics_line(values).split(), ''] + tables)
+    summary = phases.run('summary picture', write_summary, data_root, work_dir, configs,
+                         checkpoints, scalars, [*metrics_line(values).split(), ''] + tables)
     times = ', '.join(f'{name} {seconds:.1f} s' for name, seconds in phases.times.items())
     print(f'demo: wall times: {times}; total {sum(phases.times.values()):.1f} s', flush=True)
     warnings = [f'demo: WARNING: {name} {value} is below the minimum {minimum}'
