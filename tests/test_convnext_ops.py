@@ -220,3 +220,29 @@ def test_patchify_conv_equals_strided_conv(kernel, size):
     with torch.no_grad():
         no_bias = conv(x) - conv.bias[:, None, None]
         torch.testing.assert_close(patchify_conv(x, conv.weight, None), no_bias)
+
+
+def test_an_op_takes_its_own_path_only_on_its_listed_devices(monkeypatch):
+    x, nw, nb, w1, b1, w2, b2, gamma = mlp_inputs(True, dtype=torch.float32)
+    own = norm_mlp(x, nw, nb, 1e-6, w1, b1, w2, b2, gamma)
+    assert type(own.grad_fn).__name__ == 'NormMlpFunctionBackward'
+    monkeypatch.setitem(convnext_ops.OWN_PATH_DEVICES, 'norm_mlp', set())
+    plain = norm_mlp(x, nw, nb, 1e-6, w1, b1, w2, b2, gamma)
+    assert type(plain.grad_fn).__name__ == 'MulBackward0'  # the plain modules' layer scale
+
+
+def test_own_paths_sets_exactly_the_given_ops_and_restores_the_table():
+    before = {op: set(devices) for op, devices in convnext_ops.OWN_PATH_DEVICES.items()}
+    with convnext_ops.own_paths('cuda'):
+        assert all('cuda' in devices for devices in convnext_ops.OWN_PATH_DEVICES.values())
+    with convnext_ops.own_paths('cpu', ops=['norm_mlp']):
+        assert {op for op, devices in convnext_ops.OWN_PATH_DEVICES.items()
+                if 'cpu' in devices} == {'norm_mlp'}
+        x = torch.randn(1, 4, 9, 9, requires_grad=True)
+        weight = torch.randn(4, 1, 7, 7, requires_grad=True)
+        assert type(depthwise_conv(x, weight, None).grad_fn).__name__ == \
+            'ConvolutionBackward0'  # the framework's conv
+    assert convnext_ops.OWN_PATH_DEVICES == before
+    with pytest.raises(ValueError, match="unknown ops \\['gelu'\\]; valid: depthwise_conv"):
+        with convnext_ops.own_paths('cuda', ops=['gelu']):
+            pass

@@ -6,125 +6,30 @@ node; UperNet: two torchrun groups simulating 2 nodes) on tiny datasets in the r
 ADEChallengeData2016 layouts, and ``tools/dist_test.sh`` evaluates the checkpoints with the real
 metrics; a SIGKILLed run resumes; bad input is refused before training.
 """
-import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from tiny_runs import CONFIG_DIR, NARROW_TINY_ARCH, divide_sizes, slim_rcnn, write_ade, write_coco
+from tiny_runs import (TIMEOUT_S, TOOLS_DIR, ade_config, run_tool, saved_metrics,
+                       tiny_mask_rcnn_config, tool_env, train_scalars, write_config)
 
 import mmconvnext  # noqa: F401  (checkpoint globals for torch.load(weights_only=True))
-
-TOOLS = Path(__file__).resolve().parents[1] / 'tools'
-TIMEOUT_S = 240
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def tool_env(**extra):
-    """The environment of a tool run: this interpreter as PYTHON, a free PORT, ``extra``."""
-    return {**os.environ, 'PYTHON': sys.executable, 'PORT': str(free_port()), **extra}
-
-
-def run_tool(*args, expect_ok=True, env=None):
-    """Run ``tools/<args[0]>`` with ``args[1:]``; its CompletedProcess (stdout + stderr)."""
-    tool = TOOLS / args[0]
-    command = [str(tool)] if tool.suffix == '.sh' else [sys.executable, str(tool)]
-    result = subprocess.run([*command, *map(str, args[1:])], env=env or tool_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            timeout=TIMEOUT_S)
-    assert (result.returncode == 0) == expect_ok, result.stdout[-6000:]
-    return result
-
-
-# --- tiny datasets and configs --------------------------------------------------------------
-
-
-def write_coco_layout(root):
-    """``write_coco``'s two images as COCO's train2017/, val2017/ and annotations/."""
-    write_coco(root, np.random.default_rng(0))
-    (root / 'annotations').mkdir()
-    for split in ('train2017', 'val2017'):
-        shutil.copytree(root / 'images', root / split)
-        shutil.copy(root / 'instances.json', root / 'annotations' / f'instances_{split}.json')
-    shutil.rmtree(root / 'images')
-    (root / 'instances.json').unlink()
-
-
-def tiny_run(cfg, data_root):
-    """Narrow backbone, sizes / SIZE_DIVISOR, data from ``data_root``, no validation during
-    training, logs every iteration, data loaded in the main process."""
-    cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
-    cfg.update(val_dataloader=None, val_evaluator=None, val_cfg=None)
-    cfg.default_hooks.logger.interval = 1
-    cfg.randomness = dict(seed=0)
-    for split in ('train_dataloader', 'test_dataloader'):
-        cfg[split].update(num_workers=0, persistent_workers=False)
-        cfg[split].dataset.data_root = str(data_root)
-        divide_sizes(cfg[split].dataset.pipeline)
-
-
-def write_config(cfg, path):
-    cfg.dump(path)
-    return path
 
 
 @pytest.fixture(scope='module')
 def coco_config(tmp_path_factory):
-    """Mask R-CNN config on a 2-image COCO: 2 epochs (1 iteration each with 2 processes)."""
-    tmp = tmp_path_factory.mktemp('coco')
-    write_coco_layout(tmp / 'coco')
-    cfg = Config.fromfile(CONFIG_DIR / 'mask_rcnn_convnext_t.py')
-    tiny_run(cfg, tmp / 'coco')
-    slim_rcnn(cfg.model)
-    cfg.train_cfg.max_epochs = 2
-    cfg.test_evaluator.ann_file = str(tmp / 'coco' / 'annotations' / 'instances_val2017.json')
-    return write_config(cfg, tmp / 'tiny_mask_rcnn.py')
-
-
-def ade_config(tmp, max_iters, checkpoint_interval):
-    """UperNet config on a 2 + 2 image ADE20K, ``max_iters`` iterations."""
-    if not (tmp / 'ADEChallengeData2016').exists():
-        write_ade(tmp / 'ADEChallengeData2016', np.random.default_rng(0))
-    cfg = Config.fromfile(CONFIG_DIR / 'upernet_convnext_t.py')
-    tiny_run(cfg, tmp / 'ADEChallengeData2016')
-    channels = NARROW_TINY_ARCH['channels']
-    cfg.model.decode_head.update(in_channels=channels, channels=32)
-    cfg.model.auxiliary_head.update(in_channels=channels[2], channels=16)
-    divide_sizes([cfg.model.data_preprocessor, cfg.model.test_cfg, cfg.tta_pipeline])
-    cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
-    cfg.default_hooks.checkpoint.interval = checkpoint_interval
-    return write_config(cfg, tmp / f'tiny_upernet_{max_iters}.py')
+    return tiny_mask_rcnn_config(tmp_path_factory.mktemp('coco'))
 
 
 @pytest.fixture(scope='module')
 def ade_tmp(tmp_path_factory):
     return tmp_path_factory.mktemp('ade')
-
-
-def saved_metrics(work_dir):
-    """The metrics tools/test.py saved (mmengine's ``<timestamp>/<timestamp>.json``)."""
-    (log_json, ) = [path for path in work_dir.glob('*/*.json') if path.stem == path.parent.name]
-    return json.loads(log_json.read_text())
-
-
-def train_scalars(work_dir):
-    """The logged training records (``vis_data/scalars.json``) of each run in ``work_dir``."""
-    return [[json.loads(line) for line in path.read_text().splitlines()]
-            for path in sorted(work_dir.glob('*/vis_data/scalars.json'))]
 
 
 # --- 2 processes: train, then test ----------------------------------------------------------
@@ -156,7 +61,7 @@ def test_upernet_trains_on_two_torchrun_nodes_and_tests_with_miou(ade_tmp):
     work_dir = ade_tmp / 'work_dir_2nodes'
     env = tool_env(NNODES='2', MASTER_ADDR='127.0.0.1')
     nodes = [subprocess.Popen(
-        [str(TOOLS / 'dist_train.sh'), str(config), '1', '--work-dir', str(work_dir)],
+        [str(TOOLS_DIR / 'dist_train.sh'), str(config), '1', '--work-dir', str(work_dir)],
         env={**env, 'NODE_RANK': str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True) for rank in (0, 1)]
     outputs = [node.communicate(timeout=TIMEOUT_S)[0] for node in nodes]
@@ -187,7 +92,7 @@ def test_resume_after_sigkill_continues_at_the_checkpoint_iteration_and_lr(ade_t
     config = ade_config(ade_tmp, max_iters=max_iters, checkpoint_interval=2)
     work_dir = ade_tmp / 'work_dir_resume'
     first = subprocess.Popen(
-        [sys.executable, str(TOOLS / 'train.py'), str(config), '--work-dir', str(work_dir)],
+        [sys.executable, str(TOOLS_DIR / 'train.py'), str(config), '--work-dir', str(work_dir)],
         env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + TIMEOUT_S
     while not (work_dir / 'last_checkpoint').exists() and first.poll() is None:

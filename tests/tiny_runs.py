@@ -2,6 +2,11 @@
 import copy
 import importlib.util
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -9,7 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
@@ -53,7 +57,11 @@ def tiny_images(rng, count, width=96, height=64):
 
 
 def write_coco(root, rng):
-    """Two images with one polygon instance each; the same json serves train and val."""
+    """Two images with one polygon instance each; the same json serves train and val.
+
+    mmdet is imported here, not at the top: mmdet.datasets needs mmcv's compiled ops, and the
+    CUDA backbone tests (conftest imports this module) run without them."""
+    from mmdet.datasets import CocoDataset
     (root / 'images').mkdir(parents=True)
     images, boxes = tiny_images(rng, 2)
     classes = CocoDataset.METAINFO['classes']
@@ -145,6 +153,102 @@ def tiny_upernet_run(tmp_path):
     model.auxiliary_head.update(in_channels=channels[2], channels=32)
     divide_sizes([model.data_preprocessor, model.test_cfg])  # crop and sliding window
     return cfg
+
+
+# --- tool runs on tiny datasets -------------------------------------------------------------
+
+#: Seconds a tool run may take in a test.
+TIMEOUT_S = 240
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def tool_env(**extra):
+    """The environment of a tool run: this interpreter as PYTHON, a free PORT, ``extra``."""
+    return {**os.environ, 'PYTHON': sys.executable, 'PORT': str(free_port()), **extra}
+
+
+def run_tool(*args, expect_ok=True, env=None):
+    """Run ``tools/<args[0]>`` with ``args[1:]``; its CompletedProcess (stdout + stderr)."""
+    tool = TOOLS_DIR / args[0]
+    command = [str(tool)] if tool.suffix == '.sh' else [sys.executable, str(tool)]
+    result = subprocess.run([*command, *map(str, args[1:])], env=env or tool_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=TIMEOUT_S)
+    assert (result.returncode == 0) == expect_ok, result.stdout[-6000:]
+    return result
+
+
+def write_coco_layout(root):
+    """``write_coco``'s two images as COCO's train2017/, val2017/ and annotations/."""
+    write_coco(root, np.random.default_rng(0))
+    (root / 'annotations').mkdir()
+    for split in ('train2017', 'val2017'):
+        shutil.copytree(root / 'images', root / split)
+        shutil.copy(root / 'instances.json', root / 'annotations' / f'instances_{split}.json')
+    shutil.rmtree(root / 'images')
+    (root / 'instances.json').unlink()
+
+
+def tiny_run(cfg, data_root):
+    """Narrow backbone, sizes / SIZE_DIVISOR, data from ``data_root``, no validation during
+    training, logs every iteration, data loaded in the main process."""
+    cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
+    cfg.update(val_dataloader=None, val_evaluator=None, val_cfg=None)
+    cfg.default_hooks.logger.interval = 1
+    cfg.randomness = dict(seed=0)
+    for split in ('train_dataloader', 'test_dataloader'):
+        cfg[split].update(num_workers=0, persistent_workers=False)
+        cfg[split].dataset.data_root = str(data_root)
+        divide_sizes(cfg[split].dataset.pipeline)
+
+
+def write_config(cfg, path):
+    cfg.dump(path)
+    return path
+
+
+def tiny_mask_rcnn_config(tmp):
+    """Mask R-CNN config on a 2-image COCO under ``tmp``: 2 epochs (1 iteration each with 2
+    processes); written to ``tmp/tiny_mask_rcnn.py``, whose path is returned."""
+    write_coco_layout(tmp / 'coco')
+    cfg = Config.fromfile(CONFIG_DIR / 'mask_rcnn_convnext_t.py')
+    tiny_run(cfg, tmp / 'coco')
+    slim_rcnn(cfg.model)
+    cfg.train_cfg.max_epochs = 2
+    cfg.test_evaluator.ann_file = str(tmp / 'coco' / 'annotations' / 'instances_val2017.json')
+    return write_config(cfg, tmp / 'tiny_mask_rcnn.py')
+
+
+def ade_config(tmp, max_iters, checkpoint_interval):
+    """UperNet config on a 2 + 2 image ADE20K, ``max_iters`` iterations."""
+    if not (tmp / 'ADEChallengeData2016').exists():
+        write_ade(tmp / 'ADEChallengeData2016', np.random.default_rng(0))
+    cfg = Config.fromfile(CONFIG_DIR / 'upernet_convnext_t.py')
+    tiny_run(cfg, tmp / 'ADEChallengeData2016')
+    channels = NARROW_TINY_ARCH['channels']
+    cfg.model.decode_head.update(in_channels=channels, channels=32)
+    cfg.model.auxiliary_head.update(in_channels=channels[2], channels=16)
+    divide_sizes([cfg.model.data_preprocessor, cfg.model.test_cfg, cfg.tta_pipeline])
+    cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
+    cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    return write_config(cfg, tmp / f'tiny_upernet_{max_iters}.py')
+
+
+def saved_metrics(work_dir):
+    """The metrics tools/test.py saved (mmengine's ``<timestamp>/<timestamp>.json``)."""
+    (log_json, ) = [path for path in work_dir.glob('*/*.json') if path.stem == path.parent.name]
+    return json.loads(log_json.read_text())
+
+
+def train_scalars(work_dir):
+    """The logged training records (``vis_data/scalars.json``) of each run in ``work_dir``."""
+    return [[json.loads(line) for line in path.read_text().splitlines()]
+            for path in sorted(work_dir.glob('*/vis_data/scalars.json'))]
 
 
 def load_tool(relative_path):

@@ -1,5 +1,9 @@
 """Time and memory of mmconvnext's ConvNeXt against timm and mmpretrain, as a dense backbone.
 
+``--device cuda`` measures on one GPU instead: images/s, peak memory and the share of the GPU's
+bf16 GEMM rate, eager and compiled, fp32 / bf16 / fp16 autocast (:mod:`mmconvnext.analysis.
+cuda_benchmark`). What follows describes the CPU run (the default).
+
 Every model returns the four stage outputs, each through a channels-first LayerNorm (timm's
 features get timm's own ``LayerNorm2d``), so all do the same work. Timings are interleaved in
 one process (round-robin after one warm-up step each); ratios ours / peer are taken per round
@@ -21,6 +25,8 @@ and 1x1 layers; norms, GELU and residuals not counted) over the median inference
 
     python tools/analysis/benchmark_backbone.py [--arch tiny] [--shape 512 768] [--rounds 10]
         [--memory-shape 800 1216] [--memory-runs 1] [--mask-rcnn] [--det-shape 512 768]
+    python tools/analysis/benchmark_backbone.py --device cuda [--settings 64x224x224 2x800x1216]
+        [--precisions fp32 bf16 fp16] [--compile-peers ...] [--compile-precisions ...] [--json F]
 """
 import argparse
 import json
@@ -31,44 +37,15 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 
-PEERS = ('mmconvnext', 'timm', 'timm-channels_last', 'mmpretrain')
+from mmconvnext.analysis import cuda_benchmark
+from mmconvnext.analysis.backbone_peers import PEERS, build, convnext_forward_flops
+
 #: detector name -> config; the mmdet one is the paper setting with mmpretrain's ConvNeXt.
 DETECTORS = {
     'mmconvnext': 'configs/mask_rcnn_convnext_t.py',
     'mmpretrain': 'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py',
 }
-
-
-class TimmDense(nn.Module):
-    """timm ConvNeXt features (4 stages) + timm LayerNorm2d on each output."""
-
-    def __init__(self, arch):
-        super().__init__()
-        import timm
-        from timm.layers import LayerNorm2d
-        self.features = timm.create_model(f'convnext_{arch}', pretrained=False, features_only=True)
-        self.norms = nn.ModuleList(LayerNorm2d(c) for c in self.features.feature_info.channels())
-
-    def forward(self, x):
-        return tuple(norm(f) for norm, f in zip(self.norms, self.features(x)))
-
-
-def build(peer, arch, with_cp=False):
-    """The backbone ``peer`` of size ``arch`` in train mode, with its preferred memory layout."""
-    if peer == 'mmconvnext':
-        from mmconvnext.models import ConvNeXt
-        return ConvNeXt(arch, with_cp=with_cp)
-    if with_cp:
-        raise ValueError(f'with_cp is only benchmarked for mmconvnext, not {peer!r}')
-    if peer.startswith('timm'):
-        model = TimmDense(arch)
-        return model.to(memory_format=torch.channels_last) if 'channels_last' in peer else model
-    if peer == 'mmpretrain':
-        from mmpretrain.models import ConvNeXt
-        return ConvNeXt(arch, out_indices=(0, 1, 2, 3), gap_before_final_norm=False)
-    raise ValueError(f'unknown peer {peer!r}; valid: {", ".join(PEERS)}')
 
 
 def make_step(model, x, train):
@@ -94,7 +71,8 @@ def peak_step_memory(peer, arch, shape, runs, with_cp=False):
     code = (
         'import json, sys, torch\n'
         'sys.path.insert(0, "tools/analysis")\n'
-        'from benchmark_backbone import build, make_step\n'
+        'from benchmark_backbone import make_step\n'
+        'from mmconvnext.analysis.backbone_peers import build\n'
         'from mmconvnext.utils import peak_rss_bytes, reset_peak_rss, rss_bytes\n'
         f'model = build({peer!r}, {arch!r}, {with_cp!r})\n'
         f'x = torch.randn(1, 3, *{tuple(shape)!r})\n'
@@ -153,24 +131,6 @@ def gemm_gflops(size=2048, repeats=5):
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def convnext_forward_flops(arch, shape, in_channels=3):
-    """Analytic forward FLOPs of the ConvNeXt backbone on one (H, W) image, and the share of
-    the 1x1 (GEMM) layers. 2 FLOPs per multiply-add; LayerNorm, GELU, residuals not counted."""
-    from mmconvnext.models.backbones.arch_settings import parse_arch
-    depths, channels = parse_arch(arch)
-    pixels = (shape[0] // 4) * (shape[1] // 4)
-    total = 2 * pixels * channels[0] * in_channels * 4 * 4  # stem 4x4 conv, stride 4
-    gemm = 0
-    for stage, (depth, dim) in enumerate(zip(depths, channels)):
-        if stage:
-            pixels = (shape[0] // 2**(stage + 2)) * (shape[1] // 2**(stage + 2))
-            total += 2 * pixels * dim * channels[stage - 1] * 2 * 2  # 2x2 conv, stride 2
-        gemm += depth * 2 * 2 * pixels * dim * 4 * dim  # pwconv1 + pwconv2
-        total += depth * 2 * pixels * dim * 7 * 7  # depthwise 7x7
-    total += gemm
-    return total, gemm / total
-
-
 def build_detector(name):
     """Mask R-CNN of ``DETECTORS[name]`` with random weights (pretrained init not applied)."""
     from mmdet.registry import MODELS
@@ -221,25 +181,90 @@ def detector_step(model, batch):
     return step
 
 
-def main():
+def parse_setting(text):
+    """'BxHxW' (e.g. 64x224x224) -> (batch, (H, W))."""
+    try:
+        batch, height, width = map(int, text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not BATCHxHxW, e.g. 64x224x224')
+    if min(batch, height, width) < 1:
+        raise argparse.ArgumentTypeError(f'{text!r}: batch and sizes must be >= 1')
+    return batch, (height, width)
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                        help='cpu: the comparison below; cuda: see --settings (one GPU)')
     parser.add_argument('--arch', default='tiny')
-    parser.add_argument('--shape', type=int, nargs=2, default=(512, 768), metavar=('H', 'W'))
-    parser.add_argument('--memory-shape', type=int, nargs=2, default=(800, 1216),
-                        metavar=('H', 'W'))
-    parser.add_argument('--rounds', type=int, default=10)
-    parser.add_argument('--memory-runs', type=int, default=1)
-    parser.add_argument('--peers', nargs='+', default=list(PEERS), choices=PEERS)
-    parser.add_argument('--mask-rcnn', action='store_true',
-                        help='also time one Mask R-CNN training iteration against mmdet\'s')
-    parser.add_argument('--det-shape', type=int, nargs=2, default=(512, 768), metavar=('H', 'W'))
-    parser.add_argument('--det-rounds', type=int, default=3)
+    parser.add_argument('--peers', nargs='+', choices=PEERS,
+                        help='default: all on cpu; on cuda all but timm (NCHW), since every '
+                        'model runs channels_last there')
+    cpu = parser.add_argument_group('--device cpu')
+    cpu.add_argument('--shape', type=int, nargs=2, default=(512, 768), metavar=('H', 'W'))
+    cpu.add_argument('--memory-shape', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
+    cpu.add_argument('--rounds', type=int, default=10)
+    cpu.add_argument('--memory-runs', type=int, default=1)
+    cpu.add_argument('--mask-rcnn', action='store_true',
+                     help='also time one Mask R-CNN training iteration against mmdet\'s')
+    cpu.add_argument('--det-shape', type=int, nargs=2, default=(512, 768), metavar=('H', 'W'))
+    cpu.add_argument('--det-rounds', type=int, default=3)
+    cuda = parser.add_argument_group('--device cuda')
+    cuda.add_argument('--settings', type=parse_setting, nargs='+',
+                      default=[(64, (224, 224)), (2, (800, 1216))], metavar='BxHxW',
+                      help='batch x height x width of each setting (default 64x224x224 '
+                      '2x800x1216)')
+    cuda.add_argument('--precisions', nargs='+', default=list(cuda_benchmark.PRECISIONS),
+                      choices=cuda_benchmark.PRECISIONS, help='eager cases (autocast dtypes)')
+    cuda.add_argument('--compile-peers', nargs='*', default=['mmconvnext', 'timm-channels_last'],
+                      choices=PEERS, help='peers also measured under torch.compile')
+    cuda.add_argument('--compile-precisions', nargs='*', default=list(cuda_benchmark.PRECISIONS),
+                      choices=cuda_benchmark.PRECISIONS)
+    cuda.add_argument('--compile-settings', type=parse_setting, nargs='*', metavar='BxHxW',
+                      help='settings of the compiled cases (default: all of --settings)')
+    cuda.add_argument('--no-own-paths', action='store_true',
+                      help='skip timing each convnext_ops op on its own path on CUDA')
+    cuda.add_argument('--warmup', type=int, default=3)
+    cuda.add_argument('--repeats', type=int, default=10)
+    cuda.add_argument('--json', metavar='PATH', help='also write every figure to PATH as JSON')
     args = parser.parse_args()
+    if args.peers is None:
+        args.peers = [peer for peer in PEERS if args.device == 'cpu' or peer != 'timm']
     if 'mmconvnext' not in args.peers:
         parser.error('--peers must include mmconvnext (ratios are ours / peer)')
-    if min(args.rounds, args.memory_runs, args.det_rounds) < 1:
-        parser.error('--rounds, --memory-runs and --det-rounds must be >= 1')
+    if min(args.rounds, args.memory_runs, args.det_rounds, args.warmup, args.repeats) < 1:
+        parser.error('--rounds, --memory-runs, --det-rounds, --warmup and --repeats must be >= 1')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error(f'--device cuda: torch {torch.__version__} sees no CUDA GPU '
+                     f'(torch.version.cuda={torch.version.cuda})')
+    return args
 
+
+def run_cuda(args):
+    """The --device cuda run: print the tables (and write --json)."""
+    device = torch.cuda.get_device_name()
+    gemm = cuda_benchmark.bf16_gemm_tflops()
+    cases = cuda_benchmark.benchmark_cases(
+        args.peers, args.settings, args.precisions, args.compile_peers, args.compile_precisions,
+        args.settings if args.compile_settings is None else args.compile_settings)
+    own_cases = [] if args.no_own_paths else cuda_benchmark.own_path_cases(args.settings)
+    rows = []
+    for case in cases + own_cases:
+        rows.append(cuda_benchmark.run_case(case, args.arch, gemm, args.warmup, args.repeats))
+        print(f'measured {case.name}, {case.batch}x{case.shape[0]}x{case.shape[1]}, '
+              f'{case.precision}' + (f': {rows[-1]["error"]}' if 'error' in rows[-1] else ''),
+              flush=True)
+    decisions = cuda_benchmark.own_path_decisions(rows[len(cases):])
+    print(cuda_benchmark.format_tables(device, gemm, rows, decisions))
+    if args.json:
+        with open(args.json, 'w') as file:
+            json.dump(dict(device=device, torch=torch.__version__, arch=args.arch,
+                           bf16_gemm_tflops=gemm, cases=rows, own_path_decisions=decisions),
+                      file, indent=1)
+
+
+def run_cpu(args):
+    """The --device cpu run: interleaved times, child-process memory, optionally Mask R-CNN."""
     ours = 'mmconvnext'
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, ConvNeXt-{args.arch}, '
           f'fp32, input 1x3x{args.shape[0]}x{args.shape[1]}, {args.rounds} rounds')
@@ -276,6 +301,14 @@ def main():
               f'fp32, {args.det_rounds} rounds: ' + ', '.join(
                   f'{name} {statistics.median(t):.2f} s' for name, t in det.items())
               + f'; ratio mmconvnext / mmpretrain {ratio_summary(*det.values())}')
+
+
+def main():
+    args = parse_args()
+    if args.device == 'cuda':
+        run_cuda(args)
+    else:
+        run_cpu(args)
 
 
 if __name__ == '__main__':

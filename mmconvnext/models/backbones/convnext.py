@@ -95,9 +95,17 @@ class GRN(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        gx = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)  # (N, 1, 1, C)
-        nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)
-        return torch.addcmul(self.beta, self.gamma, x * nx) + x
+        """``gamma * (x * nx) + beta + x``, computed as ``x * (1 + gamma * nx) + beta``.
+
+        The spatial L2 norm and its channel mean are taken in fp32 (at least): in fp16 the norm
+        of an (H, W) map passes 65504 once its values reach ~65504 / sqrt(H * W), e.g. 1170 at
+        56 x 56. The per-channel factor ``1 + gamma * nx`` (N, 1, 1, C) is then cast to x's
+        dtype, so no (N, H, W, C) product larger than the output is formed.
+        """
+        gx = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True,
+                                      dtype=torch.promote_types(x.dtype, torch.float32))
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + self.eps)  # (N, 1, 1, C)
+        return torch.addcmul(self.beta, x, (1 + self.gamma * nx).to(x.dtype))
 
 
 class Block(nn.Module):

@@ -27,7 +27,14 @@ Gradients equal those of the plain modules up to fp32 rounding. Under autocast (
 modules' ops run instead, as autocast casts them: a hand-written backward would mix
 low-precision activations with fp32 weights, and the unfolded layer scale keeps the residual
 stream in fp32 as the plain modules do.
+
+Each op takes its own path only on the device types :data:`OWN_PATH_DEVICES` lists for it,
+those where ``tools/analysis/benchmark_backbone.py`` measured it faster than the plain modules;
+elsewhere (CUDA, until measured there) the plain modules' ops run. :func:`own_paths` sets
+which ops take their own path on a device type, to measure and test them there.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -37,16 +44,36 @@ aten = torch.ops.aten
 HIDDEN_CHUNK_NUMEL = 1 << 21
 
 
-def _plain_ops(x, tensors):
-    """Whether to run the framework ops: under autocast, or when nothing needs a gradient."""
-    return torch.is_autocast_enabled(x.device.type) or not (torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in tensors))
+#: op name -> device types on which it takes its own path (measured faster there than the plain
+#: modules: CPU, see docs/performance.md); on other devices the plain modules' ops run.
+OWN_PATH_DEVICES = {'depthwise_conv': {'cpu'}, 'patchify_conv': {'cpu'}, 'norm_mlp': {'cpu'}}
 
 
-def _cpu_training(x, tensors):
-    """Whether a conv takes its own training path: on CPU (where it was measured faster),
-    with a gradient to compute and no autocast."""
-    return x.device.type == 'cpu' and not _plain_ops(x, tensors)
+@contextlib.contextmanager
+def own_paths(device_type, ops=tuple(OWN_PATH_DEVICES)):
+    """Within the block exactly the ``ops`` (names in :data:`OWN_PATH_DEVICES`; default all)
+    take their own paths on ``device_type`` ('cuda', 'cpu', ...), the others the plain modules'
+    ops: to measure and test them there. The table is restored on exit."""
+    unknown = set(ops) - set(OWN_PATH_DEVICES)
+    if unknown:
+        raise ValueError(f'unknown ops {sorted(unknown)}; valid: {", ".join(OWN_PATH_DEVICES)}')
+    saved = {op: set(devices) for op, devices in OWN_PATH_DEVICES.items()}
+    for op, devices in OWN_PATH_DEVICES.items():
+        (devices.add if op in ops else devices.discard)(device_type)
+    try:
+        yield
+    finally:
+        for op, devices in saved.items():
+            OWN_PATH_DEVICES[op] = devices
+
+
+def _plain_ops(op, x, tensors):
+    """Whether ``op`` runs the framework ops: on a device without its own path, under
+    autocast, or when nothing needs a gradient."""
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                 for t in tensors)
+    return (x.device.type not in OWN_PATH_DEVICES[op] or torch.is_autocast_enabled(x.device.type)
+            or not needs_grad)
 
 
 def depthwise_conv(x, weight, bias, dilation=1):
@@ -61,7 +88,7 @@ def depthwise_conv(x, weight, bias, dilation=1):
     Returns:
         Tensor: (N, C, H, W), in the memory format the conv kernel picks for ``x``.
     """
-    if dilation == 1 and _cpu_training(x, (x, weight, bias)):
+    if dilation == 1 and not _plain_ops('depthwise_conv', x, (x, weight, bias)):
         return DepthwiseConvFunction.apply(x, weight, bias)
     return F.conv2d(x, weight, bias, padding=dilation * (weight.shape[-1] // 2),
                     dilation=dilation, groups=x.shape[1])
@@ -104,10 +131,10 @@ def patchify_conv(x, weight, bias):
         weight (Tensor): (C', C, k, k); ``bias`` (C',) or None.
 
     Returns:
-        Tensor: (N, C', H // k, W // k); channels_last memory when it runs as a GEMM on CPU.
+        Tensor: (N, C', H // k, W // k); channels_last memory when it runs as a GEMM.
     """
     k = weight.shape[-1]
-    if not _cpu_training(x, (x, weight, bias)):
+    if _plain_ops('patchify_conv', x, (x, weight, bias)):
         return F.conv2d(x, weight, bias, stride=k)
     n, c, h, w = x.shape
     patches = x[:, :, :h // k * k, :w // k * k].permute(0, 2, 3, 1)  # (N, H, W, C)
@@ -130,11 +157,12 @@ def norm_mlp(x, norm_weight, norm_bias, eps, w1, b1, w2, b2, gamma=None):
         Tensor: same shape as ``x``.
     """
     tensors = (x, norm_weight, norm_bias, w1, b1, w2, b2, gamma)
-    if torch.is_autocast_enabled(x.device.type):  # AMP: the plain modules' ops, cast per op
+    if (x.device.type not in OWN_PATH_DEVICES['norm_mlp']  # the plain modules' ops (AMP: cast)
+            or torch.is_autocast_enabled(x.device.type)):
         y = F.linear(F.gelu(F.linear(F.layer_norm(x, x.shape[-1:], norm_weight, norm_bias, eps),
                                      w1, b1)), w2, b2)
         return y if gamma is None else y * gamma
-    if not _plain_ops(x, tensors):
+    if not _plain_ops('norm_mlp', x, tensors):
         return NormMlpFunction.apply(*tensors, eps)
     rows = x.reshape(-1, x.shape[-1])  # inference: nothing stored, GELU in place per chunk
     second = _SecondLinear(w2, b2, gamma, len(rows))
