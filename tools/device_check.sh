@@ -92,7 +92,7 @@ build_and_install_mmcv() {
     local wheel
     wheel=$(PY=$PY MAX_JOBS=${MAX_JOBS:-$(nproc)} MMCONVNEXT_CACHE=/tmp/mmconvnext-cache \
             "$ROOT/tools/build_mmcv.sh" --log "$OUT/mmcv-build.full.log" \
-            | tee /dev/stderr | tail -1) || return  # progress to the log, the wheel's path kept
+            | tee -a /dev/stderr | tail -1) || return  # progress to the log (-a: no truncation)
     "$PY" -m pip install -q --no-deps --no-compile --upgrade --target "$SITE" "$wheel" || return
     "$PY" -c "import mmcv.ops, torch
 print('mmcv ops compiled with CUDA', mmcv.ops.get_compiling_cuda_version())

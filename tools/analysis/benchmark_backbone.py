@@ -248,19 +248,24 @@ def run_cuda(args):
         args.peers, args.settings, args.precisions, args.compile_peers, args.compile_precisions,
         args.settings if args.compile_settings is None else args.compile_settings)
     own_cases = [] if args.no_own_paths else cuda_benchmark.own_path_cases(args.settings)
-    rows = []
+    rows, decisions = [], []
+
+    def write_json():  # after every case: a run stopped half-way keeps what it measured
+        if args.json:
+            with open(args.json, 'w') as file:
+                json.dump(dict(device=device, torch=torch.__version__, arch=args.arch,
+                               bf16_gemm_tflops=gemm, cases=rows, own_path_decisions=decisions),
+                          file, indent=1)
+
     for case in cases + own_cases:
         rows.append(cuda_benchmark.run_case(case, args.arch, gemm, args.warmup, args.repeats))
         print(f'measured {case.name}, {case.batch}x{case.shape[0]}x{case.shape[1]}, '
               f'{case.precision}' + (f': {rows[-1]["error"]}' if 'error' in rows[-1] else ''),
               flush=True)
+        write_json()
     decisions = cuda_benchmark.own_path_decisions(rows[len(cases):])
+    write_json()
     print(cuda_benchmark.format_tables(device, gemm, rows, decisions))
-    if args.json:
-        with open(args.json, 'w') as file:
-            json.dump(dict(device=device, torch=torch.__version__, arch=args.arch,
-                           bf16_gemm_tflops=gemm, cases=rows, own_path_decisions=decisions),
-                      file, indent=1)
 
 
 def run_cpu(args):
