@@ -4,9 +4,10 @@ Each case is a peer (:mod:`.backbone_peers`), a batch of (H, W) images, a precis
 bf16 / fp16 autocast), eager or ``torch.compile``; models and inputs are channels_last. It
 reports inference and training (forward + backward of the summed outputs) images/s, the peak
 memory a training step allocates beyond the model and its input (``max_memory_allocated``),
-and the inference's analytic FLOP rate as a fraction of the GPU's bf16 GEMM rate, measured in
-the same run (8192^3 ``torch.mm``, median of 10). Times are CUDA-event medians of ``repeats``
-steps after ``warmup`` steps (compilation happens in the warm-up, and is timed separately).
+and the analytic FLOP rates (inference: the forward's FLOPs; training: 3x those) as fractions
+of the GPU's bf16 GEMM rate, measured in the same run (8192^3 ``torch.mm``, median of 10).
+Times are CUDA-event medians of ``repeats`` steps after ``warmup`` steps (compilation happens
+in the warm-up, and is timed separately).
 
 :func:`own_path_cases` times our backbone's fp32 training with each op of
 :mod:`~mmconvnext.models.backbones.convnext_ops` on its own path against the plain modules:
@@ -137,7 +138,8 @@ def run_case(case, arch, gemm_tflops, warmup=3, repeats=10, device='cuda'):
     flops = convnext_forward_flops(arch, case.shape)[0] * case.batch
     row.update(infer_images_per_s=case.batch / infer_s, train_images_per_s=case.batch / train_s,
                train_peak_mib=peak, infer_tflops=flops / infer_s / 1e12,
-               infer_fraction_of_bf16_gemm=flops / infer_s / 1e12 / gemm_tflops)
+               infer_fraction_of_bf16_gemm=flops / infer_s / 1e12 / gemm_tflops,
+               train_fraction_of_bf16_gemm=3 * flops / train_s / 1e12 / gemm_tflops)
     return row
 
 
@@ -184,20 +186,21 @@ def format_tables(device, gemm, rows, decisions):
     lines = [f'{device}, torch {torch.__version__}, bf16 GEMM (8192^3 torch.mm) {gemm:.0f} '
              'TFLOP/s; ConvNeXt inputs channels_last', '',
              '| case | batch x H x W | precision | infer img/s | train img/s | train peak MiB '
-             '| infer TFLOP/s | of bf16 GEMM | compile s |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| infer TFLOP/s | infer / bf16 GEMM | train / bf16 GEMM | compile s |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for row in rows:
         size = f'{row["batch"]} x {row["shape"][0]} x {row["shape"][1]}'
         if 'error' in row:
             lines.append(f'| {row["case"]} | {size} | {row["precision"]} | failed: '
-                         f'{row["error"]} | | | | | |')
+                         f'{row["error"]} | | | | | | |')
             continue
         compile_s = '' if row.get('compile_s') is None else f'{row["compile_s"]:.0f}'
         peak = '-' if row['train_peak_mib'] is None else f'{row["train_peak_mib"]:.0f}'
         lines.append(f'| {row["case"]} | {size} | {row["precision"]} | '
                      f'{row["infer_images_per_s"]:.0f} | {row["train_images_per_s"]:.0f} | '
                      f'{peak} | {row["infer_tflops"]:.1f} | '
-                     f'{row["infer_fraction_of_bf16_gemm"]:.3f} | {compile_s} |')
+                     f'{row["infer_fraction_of_bf16_gemm"]:.3f} | '
+                     f'{row["train_fraction_of_bf16_gemm"]:.3f} | {compile_s} |')
     if decisions:
         lines += ['', '| op (own path, fp32 training) | batch x H x W | plain img/s | own img/s '
                   '| own / plain | use on CUDA |', '|---|---|---|---|---|---|']
