@@ -5,18 +5,22 @@
 #
 #   tools/device_check.sh OUT_DIR [--tier 1|2|all]      (default all)
 #
-# Tier 1 (a few minutes, no mmcv ops): mmcv's Python part (MMCV_WITH_OPS=0) and the stack from the
-#   wheels, the CUDA backbone tests (pytest -m cuda: fp32 vs float64, autocast, fp16 inference,
-#   the benchmark tool), then tools/analysis/benchmark_backbone.py --device cuda.
-# Tier 2: mmcv with CUDA ops built by tools/build_mmcv.sh (MAX_JOBS: the CPU count, the GPU's
-#   architecture), then the AMP Mask R-CNN / UperNet tests (tests/test_cuda_training.py).
+# Tier 1 (no mmcv ops): mmcv's Python part (MMCV_WITH_OPS=0) and the stack from the wheels, the
+#   CUDA backbone tests (pytest -m cuda: fp32 vs float64, autocast, fp16 inference, the benchmark
+#   tool), then tools/analysis/benchmark_backbone.py --device cuda.
+# Tier 2: mmcv with CUDA ops built by tools/build_mmcv.sh (the GPU's architecture), installed over
+#   mmcv's Python part, then the AMP Mask R-CNN / UperNet tests (tests/test_cuda_training.py).
+# all: both in one run. mmcv compiles in the background (niced, all cores but two) while tier 1
+#   runs on the GPU, so the check fits one call of about 8-9 minutes; --tier 1 / 2 rerun one.
 # Each step has a time limit and its output goes to OUT_DIR/steps.log; a failed step is reported
-# and the next one runs. OUT_DIR holds at most 5 files: report.txt, report.json, steps.log,
-# benchmark.json, mmcv-build.log (its last 4 MiB).
+# and the next one runs (tier 2's tests need the build). OUT_DIR gets at most 5 files: report.txt,
+# report.json, steps.log, benchmark.json, mmcv-build.log (its last 4 MiB). Exit 1 if a step failed.
 #
 # Environment: PYTHON (default python3), MMCONVNEXT_WHEELS (default .device-wheels),
 # MMCONVNEXT_SITE (where the wheels install, default /tmp/mmconvnext-site; put first on
-# PYTHONPATH), BENCHMARK_ARGS (replaces the benchmark's default arguments below).
+# PYTHONPATH), BENCHMARK_ARGS (replaces the benchmark's arguments below), CHECK_SECONDS (the
+# whole run's budget, default 540: every step's limit is cut to what is left of it, so the report
+# is written before a caller's own time limit).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,8 +37,10 @@ SITE=${MMCONVNEXT_SITE:-/tmp/mmconvnext-site}
 # batch 64 (each compile of a training graph takes about a minute).
 BENCHMARK_ARGS=${BENCHMARK_ARGS:---settings 64x224x224 2x800x1216 --compile-peers mmconvnext
     timm-channels_last --compile-precisions bf16 --compile-settings 64x224x224}
+CHECK_SECONDS=${CHECK_SECONDS:-540}
 mkdir -p "$OUT"
 LOG=$OUT/steps.log
+BUILD_LOG=$OUT/mmcv-build.full.log
 : >"$LOG"
 export PYTHONPATH=$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 \
     PIP_FIND_LINKS=$WHEELS PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -42,21 +48,35 @@ cd "$ROOT" || exit 1
 
 STEPS_JSON=()
 FAILED=0
-# step NAME LIMIT_S COMMAND...: run COMMAND under a time limit, its output appended to the log.
+# record NAME RC SECONDS [STATUS]: log and remember a step's outcome.
+record() {
+    local status=${4:-ok}
+    if [[ $2 -ne 0 ]]; then
+        status=${4:-$([[ $2 -eq 124 || $2 -eq 137 ]] && echo "timed out" || echo "failed (exit $2)")}
+        FAILED=$((FAILED + 1))
+    fi
+    echo "=== $1: $status, $3 s" | tee -a "$LOG"
+    STEPS_JSON+=("{\"step\": \"$1\", \"status\": \"$status\", \"seconds\": $3}")
+}
+
+# Seconds left of CHECK_SECONDS, less 20 for the report.
+time_left() { echo $((CHECK_SECONDS - SECONDS - 20)); }
+
+# step NAME LIMIT_S COMMAND...: run COMMAND under a time limit (cut to the time left), its output
+# appended to the log.
 step() {
     local name=$1 limit=$2 start=$SECONDS rc
     shift 2
+    limit=$((limit < $(time_left) ? limit : $(time_left)))
+    if [[ $limit -lt 10 ]]; then
+        record "$name" 1 0 'not run (out of time)'
+        return 1
+    fi
     echo "=== $name (limit ${limit} s): $*" | tee -a "$LOG"
     # bash -c: the command may be one of the functions below (exported)
     timeout --kill-after=10 "$limit" bash -c '"$@"' "$name" "$@" >>"$LOG" 2>&1
     rc=$?
-    local seconds=$((SECONDS - start)) status=ok
-    if [[ $rc -ne 0 ]]; then
-        status=$([[ $rc -eq 124 || $rc -eq 137 ]] && echo "timed out" || echo "failed (exit $rc)")
-        FAILED=$((FAILED + 1))
-    fi
-    echo "=== $name: $status, $seconds s" | tee -a "$LOG"
-    STEPS_JSON+=("{\"step\": \"$name\", \"status\": \"$status\", \"seconds\": $seconds}")
+    record "$name" $rc $((SECONDS - start))
     return $rc
 }
 
@@ -87,12 +107,16 @@ print('mmcv', mmcv.__version__, 'mmengine', mmengine.__version__, 'mmdet', mmdet
     ls "$WHEELS" >"$stamp"
 }
 
-# mmcv with CUDA ops through the same script as `make setup`, installed over mmcv's Python part.
-build_and_install_mmcv() {
+# mmcv's wheel with CUDA ops, through the same script as `make setup`; prints its path last.
+build_mmcv_wheel() {
+    PY=$PY MMCONVNEXT_CACHE=/tmp/mmconvnext-cache "$ROOT/tools/build_mmcv.sh" --log "$BUILD_LOG"
+}
+
+# mmcv's wheel installed over mmcv's Python part, and one CUDA op.
+install_mmcv() {
     local wheel
-    wheel=$(PY=$PY MAX_JOBS=${MAX_JOBS:-$(nproc)} MMCONVNEXT_CACHE=/tmp/mmconvnext-cache \
-            "$ROOT/tools/build_mmcv.sh" --log "$OUT/mmcv-build.full.log" \
-            | tee -a /dev/stderr | tail -1) || return  # progress to the log (-a: no truncation)
+    wheel=$(ls "$(PY=$PY MMCONVNEXT_CACHE=/tmp/mmconvnext-cache "$ROOT/tools/build_mmcv.sh" \
+                  --cache-dir)"/mmcv-*.whl) || return
     "$PY" -m pip install -q --no-deps --no-compile --upgrade --target "$SITE" "$wheel" || return
     "$PY" -c "import mmcv.ops, torch
 print('mmcv ops compiled with CUDA', mmcv.ops.get_compiling_cuda_version())
@@ -104,26 +128,49 @@ pytest_cuda() {  # pytest -m cuda on the given test files
     "$PY" -m pytest -m cuda -p no:cacheprovider "$@"
 }
 
-export ROOT OUT PY WHEELS SITE
-export -f environment install_stack build_and_install_mmcv pytest_cuda
+export ROOT OUT PY WHEELS SITE BUILD_LOG
+export -f environment install_stack build_mmcv_wheel install_mmcv pytest_cuda
 step environment 60 environment
 step install 300 install_stack
+
+BUILD_PID=''
+limit=$(($(time_left) - 60))  # a minute at least stays for tier 2's tests
+if [[ $TIER == all && $limit -ge 60 ]]; then  # compile beside tier 1: two cores stay for it
+    BUILD_START=$SECONDS
+    echo "=== mmcv-build (background, limit $limit s): build_mmcv_wheel" | tee -a "$LOG"
+    cores=$(nproc)
+    MAX_JOBS=$((cores > 4 ? cores - 2 : cores)) timeout --kill-after=10 "$limit" \
+        nice -n 10 bash -c build_mmcv_wheel >"$OUT/mmcv-build.out" 2>&1 &
+    BUILD_PID=$!
+fi
 if [[ $TIER == 1 || $TIER == all ]]; then
     step tier1-tests 300 pytest_cuda tests/test_cuda_backbone.py tests/test_half_precision.py \
         tests/test_cuda_benchmark.py
     # shellcheck disable=SC2086  # a list of arguments
-    step benchmark 420 "$PY" tools/analysis/benchmark_backbone.py --device cuda \
+    step benchmark 300 "$PY" tools/analysis/benchmark_backbone.py --device cuda \
         --json "$OUT/benchmark.json" $BENCHMARK_ARGS
 fi
 if [[ $TIER == 2 || $TIER == all ]]; then
-    if step mmcv-build 480 build_and_install_mmcv; then
-        step tier2-tests 400 pytest_cuda tests/test_cuda_training.py
+    if [[ -n $BUILD_PID ]]; then
+        wait "$BUILD_PID"
+        rc=$?
+        cat "$OUT/mmcv-build.out" >>"$LOG"
+        rm -f "$OUT/mmcv-build.out"
+        record mmcv-build $rc $((SECONDS - BUILD_START))
     else
-        echo "=== tier2-tests: not run (no mmcv with CUDA ops)" | tee -a "$LOG"
+        MAX_JOBS=$(nproc)
+        export MAX_JOBS
+        step mmcv-build 480 build_mmcv_wheel
+        rc=$?
     fi
-    if [[ -f $OUT/mmcv-build.full.log ]]; then
-        tail -c 4M "$OUT/mmcv-build.full.log" >"$OUT/mmcv-build.log"
-        rm "$OUT/mmcv-build.full.log"
+    if [[ $rc -eq 0 ]] && step mmcv-install 120 install_mmcv; then
+        step tier2-tests 300 pytest_cuda tests/test_cuda_training.py
+    else
+        record tier2-tests 1 0 'not run (no mmcv with CUDA ops)'
+    fi
+    if [[ -f $BUILD_LOG ]]; then
+        tail -c 4M "$BUILD_LOG" >"$OUT/mmcv-build.log"
+        rm "$BUILD_LOG"
     fi
 fi
 
