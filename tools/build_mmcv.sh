@@ -56,7 +56,7 @@ case $ARCHS in
     none) die "FORCE_CUDA=1 and no GPU is visible: set TORCH_CUDA_ARCH_LIST, e.g. 9.0 for H100 / H200" ;;
 esac
 if [[ $TORCH_CUDA == cpu && -n ${TORCH_CUDA_ARCH_LIST:-} ]]; then
-    echo "build_mmcv: note: CPU ops (no GPU visible, FORCE_CUDA unset), so TORCH_CUDA_ARCH_LIST" \
+    echo "build_mmcv: note: CPU ops (no GPU visible, or FORCE_CUDA=0), so TORCH_CUDA_ARCH_LIST" \
          "is not used; FORCE_CUDA=1 builds CUDA ops without a GPU" >&2
 fi
 if [[ $TORCH_CUDA == cpu ]]; then
