@@ -12,6 +12,7 @@ import copy
 
 import pytest
 import torch
+from tiny_runs import relative_error
 
 from mmconvnext.models import ConvNeXt
 from mmconvnext.models.backbones.convnext_ops import own_paths
@@ -54,12 +55,6 @@ def training_step(model, x, probes, autocast_dtype=None):
     grads = {'input': x.grad}
     grads.update((name, param.grad) for name, param in model.named_parameters())
     return outs, grads
-
-
-def relative_error(out, ref):
-    """||out - ref|| / ||ref||, in float64 on the CPU."""
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    return ((out - ref).norm() / ref.norm()).item()
 
 
 def reference_and_cuda_steps(model, autocast_dtype=None):

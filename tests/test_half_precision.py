@@ -9,6 +9,7 @@ in fp32 (``F.layer_norm``, :class:`~mmconvnext.models.backbones.convnext.GRN`).
 """
 import pytest
 import torch
+from tiny_runs import relative_error
 
 from mmconvnext.models import ConvNeXt
 from mmconvnext.models.backbones.convnext import GRN
@@ -56,10 +57,6 @@ def largest_statistics(model, x):
     for handle in handles:
         handle.remove()
     return found, outs
-
-
-def relative_error(out, ref):
-    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
 @pytest.mark.parametrize('device', DEVICES)

@@ -1,4 +1,5 @@
-"""Tiny datasets in the real COCO / ADE20K layouts and slimmed configs, for CPU test runs."""
+"""Shared test helpers: tiny datasets in the real COCO / ADE20K layouts, slimmed configs, tool
+runs on them, and numeric comparison (relative error)."""
 import copy
 import importlib.util
 import json
@@ -258,6 +259,12 @@ def load_tool(relative_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def relative_error(out, ref):
+    """||out - ref|| / ||ref||, in float64 on the CPU."""
+    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
+    return ((out - ref).norm() / ref.norm()).item()
 
 
 @contextmanager

@@ -40,6 +40,7 @@ BENCHMARK_ARGS=${BENCHMARK_ARGS:---settings 64x224x224 2x800x1216 --compile-peer
 CHECK_SECONDS=${CHECK_SECONDS:-540}
 mkdir -p "$OUT"
 LOG=$OUT/steps.log
+MMCV_CACHE=/tmp/mmconvnext-cache  # tools/build_mmcv.sh's cache on the device
 BUILD_LOG=$OUT/mmcv-build.full.log
 : >"$LOG"
 export PYTHONPATH=$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 \
@@ -109,13 +110,13 @@ print('mmcv', mmcv.__version__, 'mmengine', mmengine.__version__, 'mmdet', mmdet
 
 # mmcv's wheel with CUDA ops, through the same script as `make setup`; prints its path last.
 build_mmcv_wheel() {
-    PY=$PY MMCONVNEXT_CACHE=/tmp/mmconvnext-cache "$ROOT/tools/build_mmcv.sh" --log "$BUILD_LOG"
+    PY=$PY MMCONVNEXT_CACHE=$MMCV_CACHE "$ROOT/tools/build_mmcv.sh" --log "$BUILD_LOG"
 }
 
 # mmcv's wheel installed over mmcv's Python part, and one CUDA op.
 install_mmcv() {
     local wheel
-    wheel=$(ls "$(PY=$PY MMCONVNEXT_CACHE=/tmp/mmconvnext-cache "$ROOT/tools/build_mmcv.sh" \
+    wheel=$(ls "$(PY=$PY MMCONVNEXT_CACHE=$MMCV_CACHE "$ROOT/tools/build_mmcv.sh" \
                   --cache-dir)"/mmcv-*.whl) || return
     "$PY" -m pip install -q --no-deps --no-compile --upgrade --target "$SITE" "$wheel" || return
     "$PY" -c "import mmcv.ops, torch
@@ -128,7 +129,7 @@ pytest_cuda() {  # pytest -m cuda on the given test files
     "$PY" -m pytest -m cuda -p no:cacheprovider "$@"
 }
 
-export ROOT OUT PY WHEELS SITE BUILD_LOG
+export ROOT OUT PY WHEELS SITE BUILD_LOG MMCV_CACHE
 export -f environment install_stack build_mmcv_wheel install_mmcv pytest_cuda
 step environment 60 environment
 step install 300 install_stack

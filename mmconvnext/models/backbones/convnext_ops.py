@@ -67,13 +67,15 @@ def own_paths(device_type, ops=tuple(OWN_PATH_DEVICES)):
             OWN_PATH_DEVICES[op] = devices
 
 
-def _plain_ops(op, x, tensors):
-    """Whether ``op`` runs the framework ops: on a device without its own path, under
-    autocast, or when nothing needs a gradient."""
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                                 for t in tensors)
-    return (x.device.type not in OWN_PATH_DEVICES[op] or torch.is_autocast_enabled(x.device.type)
-            or not needs_grad)
+def _own_path_on(op, x):
+    """Whether ``op`` may take its own path for ``x``: its device is listed for ``op`` and no
+    autocast is active there (under AMP the plain modules' ops run, as autocast casts them)."""
+    return x.device.type in OWN_PATH_DEVICES[op] and not torch.is_autocast_enabled(x.device.type)
+
+
+def _needs_grad(tensors):
+    """Whether autograd will want a gradient of any of ``tensors`` (None entries skipped)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def depthwise_conv(x, weight, bias, dilation=1):
@@ -88,7 +90,7 @@ def depthwise_conv(x, weight, bias, dilation=1):
     Returns:
         Tensor: (N, C, H, W), in the memory format the conv kernel picks for ``x``.
     """
-    if dilation == 1 and not _plain_ops('depthwise_conv', x, (x, weight, bias)):
+    if dilation == 1 and _own_path_on('depthwise_conv', x) and _needs_grad((x, weight, bias)):
         return DepthwiseConvFunction.apply(x, weight, bias)
     return F.conv2d(x, weight, bias, padding=dilation * (weight.shape[-1] // 2),
                     dilation=dilation, groups=x.shape[1])
@@ -134,7 +136,7 @@ def patchify_conv(x, weight, bias):
         Tensor: (N, C', H // k, W // k); channels_last memory when it runs as a GEMM.
     """
     k = weight.shape[-1]
-    if _plain_ops('patchify_conv', x, (x, weight, bias)):
+    if not (_own_path_on('patchify_conv', x) and _needs_grad((x, weight, bias))):
         return F.conv2d(x, weight, bias, stride=k)
     n, c, h, w = x.shape
     patches = x[:, :, :h // k * k, :w // k * k].permute(0, 2, 3, 1)  # (N, H, W, C)
@@ -157,12 +159,11 @@ def norm_mlp(x, norm_weight, norm_bias, eps, w1, b1, w2, b2, gamma=None):
         Tensor: same shape as ``x``.
     """
     tensors = (x, norm_weight, norm_bias, w1, b1, w2, b2, gamma)
-    if (x.device.type not in OWN_PATH_DEVICES['norm_mlp']  # the plain modules' ops (AMP: cast)
-            or torch.is_autocast_enabled(x.device.type)):
+    if not _own_path_on('norm_mlp', x):  # the plain modules' ops
         y = F.linear(F.gelu(F.linear(F.layer_norm(x, x.shape[-1:], norm_weight, norm_bias, eps),
                                      w1, b1)), w2, b2)
         return y if gamma is None else y * gamma
-    if not _plain_ops('norm_mlp', x, tensors):
+    if _needs_grad(tensors):
         return NormMlpFunction.apply(*tensors, eps)
     rows = x.reshape(-1, x.shape[-1])  # inference: nothing stored, GELU in place per chunk
     second = _SecondLinear(w2, b2, gamma, len(rows))
