@@ -8,8 +8,10 @@ mmengine 0.10.7 assumes CUDA once ``launcher != 'none'``: ``init_dist`` calls
 :class:`CPUDistributedDataParallel`. With CUDA both are no-ops: mmengine's path is unchanged.
 """
 import atexit
+import gc
 import os
 import subprocess
+import sys
 from datetime import timedelta
 
 import torch
@@ -51,6 +53,26 @@ def slurm_to_torch_env():
     os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
 
 
+def release_gloo_at_exit():
+    """Destroy the process group and free its gloo backend while Python still runs (atexit).
+
+    Gloo's worker threads free each finished collective's tensors, and freeing a tensor that
+    Python has seen takes the GIL. A worker that does so after interpreter shutdown has begun is
+    killed by Python mid-destructor: ``terminate called without an active exception``, SIGABRT,
+    after the tool had finished. ``destroy_process_group`` alone does not free the backend:
+    the Runner's DDP wrapper, kept in reference cycles, still owns it. Collecting those cycles
+    frees it, and its destructor joins the worker threads before shutdown starts.
+
+    Skipped when the process dies of an uncaught exception (``sys.last_value`` is set): the
+    destructor would wait for collectives in flight, which the other processes may never join.
+    """
+    if getattr(sys, 'last_value', None) is not None:
+        return
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+    gc.collect()
+
+
 def prepare_cpu_distributed(cfg, launcher):
     """Without CUDA and with ``launcher`` 'pytorch' or 'slurm': init gloo, set the CPU wrapper.
 
@@ -69,10 +91,7 @@ def prepare_cpu_distributed(cfg, launcher):
         if 'timeout' in dist_cfg:
             dist_cfg['timeout'] = timedelta(seconds=dist_cfg['timeout'])
         torch_dist.init_process_group(backend='gloo', **dist_cfg)
-        # Destroyed before the interpreter shuts down: left to static destruction, gloo's
-        # threads sometimes abort the finished process ("terminate called without an active
-        # exception", SIGABRT after tools/test.py had printed its metrics).
-        atexit.register(torch_dist.destroy_process_group)
+        atexit.register(release_gloo_at_exit)
     wrapper_cfg = cfg.get('model_wrapper_cfg')
     if wrapper_cfg is None:
         cfg.model_wrapper_cfg = dict(
