@@ -126,19 +126,35 @@ def load_config(name):
     return copy.deepcopy(_parse_config(name))
 
 
-def prepare_tiny_run(cfg, tmp_path, data_root):
-    """``cfg`` on CPU on the tiny dataset at ``data_root``: sizes / ``SIZE_DIVISOR``, a narrow
-    ConvNeXt-T without pretrained weights, no checkpoints, data loaded in the main process."""
-    cfg.work_dir = str(tmp_path / 'work_dir')
+def narrow_on_tiny_data(cfg, data_root, splits):
+    """A narrow ConvNeXt-T without pretrained weights, seed 0; the dataloaders ``splits`` read
+    the tiny dataset at ``data_root`` in the main process, with sizes / ``SIZE_DIVISOR``."""
     cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
-    fit_optim_wrapper_to_device(cfg)
-    cfg.default_hooks.checkpoint = None
     cfg.randomness = dict(seed=0)
-    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for split in splits:
         loader = cfg[split]
         loader.update(num_workers=0, persistent_workers=False)
         loader.dataset.data_root = str(data_root)
         divide_sizes(loader.dataset.pipeline)
+
+
+def prepare_tiny_run(cfg, tmp_path, data_root):
+    """``cfg`` on CPU on the tiny dataset at ``data_root`` (:func:`narrow_on_tiny_data`, every
+    split), no checkpoints."""
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    narrow_on_tiny_data(cfg, data_root, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
+    fit_optim_wrapper_to_device(cfg)
+    cfg.default_hooks.checkpoint = None
+
+
+def slim_upernet(cfg, width):
+    """UperNet heads on the narrow backbone, ``width`` / ``width // 2`` channels (decode /
+    auxiliary); crop, sliding window and test-time scales / ``SIZE_DIVISOR``."""
+    model = cfg.model
+    channels = NARROW_TINY_ARCH['channels']
+    model.decode_head.update(in_channels=channels, channels=width)
+    model.auxiliary_head.update(in_channels=channels[2], channels=width // 2)
+    divide_sizes([model.data_preprocessor, model.test_cfg, cfg.tta_pipeline])
 
 
 def tiny_upernet_run(tmp_path):
@@ -147,12 +163,7 @@ def tiny_upernet_run(tmp_path):
     write_ade(data_root, np.random.default_rng(0))
     cfg = load_config('upernet_convnext_t')
     prepare_tiny_run(cfg, tmp_path, data_root)
-    divide_sizes(cfg.tta_pipeline)
-    model = cfg.model
-    channels = NARROW_TINY_ARCH['channels']
-    model.decode_head.update(in_channels=channels, channels=64)
-    model.auxiliary_head.update(in_channels=channels[2], channels=32)
-    divide_sizes([model.data_preprocessor, model.test_cfg])  # crop and sliding window
+    slim_upernet(cfg, 64)
     return cfg
 
 
@@ -196,16 +207,11 @@ def write_coco_layout(root):
 
 
 def tiny_run(cfg, data_root):
-    """Narrow backbone, sizes / SIZE_DIVISOR, data from ``data_root``, no validation during
-    training, logs every iteration, data loaded in the main process."""
-    cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
+    """For the tools: :func:`narrow_on_tiny_data` (train and test), no validation during
+    training, logs every iteration."""
     cfg.update(val_dataloader=None, val_evaluator=None, val_cfg=None)
     cfg.default_hooks.logger.interval = 1
-    cfg.randomness = dict(seed=0)
-    for split in ('train_dataloader', 'test_dataloader'):
-        cfg[split].update(num_workers=0, persistent_workers=False)
-        cfg[split].dataset.data_root = str(data_root)
-        divide_sizes(cfg[split].dataset.pipeline)
+    narrow_on_tiny_data(cfg, data_root, ('train_dataloader', 'test_dataloader'))
 
 
 def write_config(cfg, path):
@@ -231,10 +237,7 @@ def ade_config(tmp, max_iters, checkpoint_interval):
         write_ade(tmp / 'ADEChallengeData2016', np.random.default_rng(0))
     cfg = Config.fromfile(CONFIG_DIR / 'upernet_convnext_t.py')
     tiny_run(cfg, tmp / 'ADEChallengeData2016')
-    channels = NARROW_TINY_ARCH['channels']
-    cfg.model.decode_head.update(in_channels=channels, channels=32)
-    cfg.model.auxiliary_head.update(in_channels=channels[2], channels=16)
-    divide_sizes([cfg.model.data_preprocessor, cfg.model.test_cfg, cfg.tta_pipeline])
+    slim_upernet(cfg, 32)
     cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
     cfg.default_hooks.checkpoint.interval = checkpoint_interval
     return write_config(cfg, tmp / f'tiny_upernet_{max_iters}.py')
