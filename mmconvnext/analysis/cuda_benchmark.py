@@ -14,7 +14,6 @@ in the warm-up, and is timed separately).
 the measurement that decides ``OWN_PATH_DEVICES`` for CUDA.
 """
 import contextlib
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import torch
 
 from mmconvnext.models.backbones import convnext_ops
 from .backbone_peers import build, convnext_forward_flops
+from .step_timing import gemm_tflops, make_steps, median_seconds
 
 #: precision name -> autocast dtype (None: fp32, TF32 as the framework defaults).
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -45,52 +45,9 @@ class Case:
         return self.peer + (f' ({", ".join(extras)})' if extras else '')
 
 
-def median_seconds(step, warmup, repeats, device='cuda'):
-    """Median seconds of ``step()`` over ``repeats`` timed calls after ``warmup``: CUDA events
-    on CUDA, the host clock elsewhere."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        if device == 'cuda':
-            start, end = (torch.cuda.Event(enable_timing=True),
-                          torch.cuda.Event(enable_timing=True))
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bf16_gemm_tflops(size=8192, repeats=10, device='cuda'):
     """The device's bf16 ``torch.mm`` rate (TFLOP/s) on random size x size matrices, median."""
-    a, b = (torch.randn(size, size, device=device, dtype=torch.bfloat16) for _ in range(2))
-    seconds = median_seconds(lambda: a @ b, warmup=3, repeats=repeats, device=device)
-    return 2 * size**3 / seconds / 1e12
-
-
-def make_steps(model, x, dtype):
-    """(inference step, training step) closures of ``model`` on ``x`` under autocast ``dtype``
-    (on ``x``'s device)."""
-    device = x.device.type
-
-    def infer():
-        with torch.no_grad(), torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-            model(x)
-
-    def train():
-        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-            loss = sum(out.float().mean() for out in model(x))
-        loss.backward()
-        for param in model.parameters():
-            param.grad = None
-
-    return infer, train
+    return gemm_tflops(torch.bfloat16, size, warmup=3, repeats=repeats, device=device)
 
 
 def peak_step_mib(step, device='cuda'):

@@ -40,6 +40,7 @@ import torch
 
 from mmconvnext.analysis import cuda_benchmark
 from mmconvnext.analysis.backbone_peers import PEERS, build, convnext_forward_flops
+from mmconvnext.analysis.step_timing import gemm_tflops, make_steps
 
 #: detector name -> config; the mmdet one is the paper setting with mmpretrain's ConvNeXt.
 DETECTORS = {
@@ -48,35 +49,16 @@ DETECTORS = {
 }
 
 
-def make_step(model, x, train):
-    """A closure running one inference (no_grad) or training (fwd + bwd) step."""
-    if train:
-        model.train()
-
-        def step():
-            loss = sum(out.float().mean() for out in model(x))
-            loss.backward()
-            model.zero_grad(set_to_none=True)
-    else:
-        model.eval()
-
-        def step():
-            with torch.no_grad():
-                model(x)
-    return step
-
-
 def peak_step_memory(peer, arch, shape, runs, with_cp=False):
     """Peak extra RSS (MiB) of one training step: median over ``runs`` fresh child processes."""
     code = (
-        'import json, sys, torch\n'
-        'sys.path.insert(0, "tools/analysis")\n'
-        'from benchmark_backbone import make_step\n'
+        'import json, torch\n'
         'from mmconvnext.analysis.backbone_peers import build\n'
+        'from mmconvnext.analysis.step_timing import make_steps\n'
         'from mmconvnext.utils import peak_rss_bytes, reset_peak_rss, rss_bytes\n'
-        f'model = build({peer!r}, {arch!r}, {with_cp!r})\n'
+        f'model = build({peer!r}, {arch!r}, {with_cp!r})\n'  # in train mode
         f'x = torch.randn(1, 3, *{tuple(shape)!r})\n'
-        'step = make_step(model, x, train=True)\n'
+        '_, step = make_steps(model, x)\n'
         'before = rss_bytes()\n'
         'reset_peak_rss()\n'  # the peak of imports and model building is not the step's
         'step()\n'
@@ -109,7 +91,10 @@ def backbone_times(peers, arch, shape, rounds, train):
     steps = {}
     for peer in peers:
         inp = x.contiguous(memory_format=torch.channels_last) if 'channels_last' in peer else x
-        steps[peer] = make_step(build(peer, arch), inp, train)
+        model = build(peer, arch)
+        model.train(train)  # (mmpretrain's train() returns None, not the model)
+        infer, train_step = make_steps(model, inp)
+        steps[peer] = train_step if train else infer
     return time_interleaved(steps, rounds)
 
 
@@ -117,18 +102,6 @@ def ratio_summary(ours, peer):
     """Per-round ratios ours / peer -> 'median [min-max]'."""
     ratios = [a / b for a, b in zip(ours, peer)]
     return f'{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]'
-
-
-def gemm_gflops(size=2048, repeats=5):
-    """This machine's fp32 ``torch.mm`` rate (GFLOP/s) on size x size matrices, median."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
 
 
 def build_detector(name):
@@ -293,7 +266,7 @@ def run_cpu(args):
 
     flops, gemm_share = convnext_forward_flops(args.arch, args.shape)
     achieved = flops / statistics.median(infer[ours]) / 1e9
-    machine = gemm_gflops()
+    machine = gemm_tflops(torch.float32, 2048, warmup=1, repeats=5, device='cpu') * 1e3
     print(f'\nbackbone forward: {flops / 1e9:.1f} GFLOP (analytic, {100 * gemm_share:.0f}% in '
           f'1x1 GEMMs) -> {achieved:.1f} GFLOP/s; machine fp32 GEMM (2048^3 torch.mm): '
           f'{machine:.1f} GFLOP/s; achieved / GEMM = {achieved / machine:.2f}')
