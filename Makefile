@@ -1,5 +1,8 @@
 # Two commands on a fresh machine: `make demo` and `make test` (both run `make setup` first).
-PY := .venv/bin/python
+# VENV: the environment to set up and test in (tools/setup_env.sh; default .venv)
+VENV ?= $(CURDIR)/.venv
+export VENV
+PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: setup test test-slow demo lint

@@ -1,5 +1,9 @@
 """Shared pytest options and fixtures: heavy model sizes run only with ``--run-slow``; tests
 marked ``cuda`` run only where torch sees a GPU (``pytest -m cuda`` selects them)."""
+import signal
+import subprocess
+import sys
+
 import pytest
 import torch
 from tiny_runs import one_thread
@@ -30,14 +34,35 @@ def single_thread():
         yield
 
 
-@pytest.fixture
+# Calls mmcv's CUDA nms; exit 3: no CUDA ops to call (printed why).
+CUDA_NMS = '\n'.join([
+    'import sys, torch',
+    'try:',
+    '    import mmcv.ops',
+    'except ImportError as error:  # mmcv without compiled ops (MMCV_WITH_OPS=0)',
+    "    sys.exit(print(f'mmcv has no compiled ops: {error}') or 3)",
+    "boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.]], device='cuda')",
+    'try:',
+    "    keep = mmcv.ops.nms(boxes, torch.tensor([0.9, 0.8], device='cuda'), 0.5)[1]",
+    'except RuntimeError as error:',
+    "    if 'implementation for device cuda' not in str(error):",
+    '        raise',
+    '    sys.exit(print("mmcv\'s ops were compiled without CUDA: run make setup on the GPU "',
+    "                   'machine (or FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=...)') or 3)",
+    'assert keep.tolist() == [0], keep',
+])
+
+
+@pytest.fixture(scope='session')
 def mmcv_cuda_ops():
     """Skips the test unless mmcv's compiled ops include CUDA kernels (``make setup`` on a GPU
-    machine, or FORCE_CUDA=1)."""
-    try:
-        from mmcv.ops import get_compiling_cuda_version
-    except ImportError as error:  # mmcv without compiled ops (MMCV_WITH_OPS=0)
-        pytest.skip(f'mmcv has no compiled ops: {error}')
-    if get_compiling_cuda_version() == 'not available':
-        pytest.skip('mmcv\'s ops were compiled without CUDA: run make setup on the GPU machine '
-                    '(or FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=...)')
+    machine, or FORCE_CUDA=1); fails it if calling them fails. The call runs in a subprocess:
+    a broken build (the H200 image's crashed in mmcv's info calls) ends that, not the test run."""
+    result = subprocess.run([sys.executable, '-c', CUDA_NMS], capture_output=True, text=True,
+                            timeout=600)
+    if result.returncode == 3:
+        pytest.skip(result.stdout.strip())
+    if result.returncode != 0:
+        how = (f'died of {signal.Signals(-result.returncode).name}' if result.returncode < 0
+               else f'failed (exit {result.returncode})')
+        pytest.fail(f"mmcv's CUDA nms {how} in a subprocess: {result.stderr.strip()[-2000:]}")

@@ -7,6 +7,15 @@
 #   tools/build_mmcv.sh [--log FILE]    builds it there unless it is cached; prints the wheel's path
 #                                       last (progress to stdout; the compiler's output to FILE,
 #                                       default $MMCONVNEXT_CACHE/logs/<the wheel's folder>.log)
+#   tools/build_mmcv.sh --check         checks the cached wheel this machine needs; the last line
+#                                       starts 'mmcv wheel check: ok' or '... FAILED' (exit 1; a
+#                                       cached wheel that fails is moved out of the cache)
+#
+# One C++ compiler builds every object, the precompiled header and the link: the one torch's
+# extension builder uses ($CXX, else c++), after a probe extension built and called the same way
+# works, else the system c++ (tools/stack_setup/cxx_toolchain.py). Every built wheel is checked in
+# a fresh process before it is cached (tools/stack_setup/mmcv_wheel_check.py): import, the info
+# calls, one op per device built for, an op given a bad input; one that fails is not cached.
 #
 # CPU or CUDA ops:
 #   FORCE_CUDA=1          CUDA ops (torch must be a CUDA build); FORCE_CUDA=0: CPU ops.
@@ -25,11 +34,18 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
+# an absolute path (the build runs in mmcv's source folder); a venv's python stays its link
+[[ $PY != */* ]] || PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 MMCV_VERSION=2.1.0
 CACHE=${MMCONVNEXT_CACHE:-$HOME/.cache/mmconvnext}
 PIP=("$PY" -m pip --disable-pip-version-check -q)
 
+BUILD_INFO=build-info.json  # beside each cached wheel: its compiler, flags and link command
+
 die() { echo "build_mmcv: $*" >&2; exit 1; }
+stack_setup() {  # stack_setup MODULE ARGS...: tools/stack_setup/MODULE.py with $PY
+    PYTHONPATH="$ROOT/tools${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m "stack_setup.$1" "${@:2}"
+}
 
 # --- what to build: torch's version, CPU or CUDA ops, the architectures --------------------------
 read -r TORCH_VER PY_TAG TORCH_CUDA ARCHS < <("$PY" - 2>/dev/null <<'PYEOF' || echo error
@@ -66,12 +82,40 @@ else  # cu130-sm90, cu130-sm80-sm90+PTX
 fi
 WHEEL_DIR=$CACHE/wheels/mmcv-$MMCV_VERSION-torch$TORCH_VER-$PY_TAG-$OPS
 
+# check_wheel WHEEL [BUILD_INFO]: the wheel's calls in a fresh process (stack_setup/mmcv_wheel_check.py)
+check_wheel() {
+    local cuda=()
+    [[ $OPS == cpu ]] || cuda=(--cuda)
+    stack_setup mmcv_wheel_check "$1" "${cuda[@]}" --build-info "${2:-$(dirname "$1")/$BUILD_INFO}"
+}
+
+# --check: the cached wheel this machine needs, checked; one that fails leaves the cache.
+check_cached_wheel() {
+    local wheel report status=0
+    wheel=$(ls "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -1) || true
+    if [[ -z $wheel ]]; then
+        echo "mmcv wheel check: FAILED: no wheel in $WHEEL_DIR (make setup builds it)"
+        return 1
+    fi
+    report=$(check_wheel "$wheel") || status=$?
+    if [[ $status -ne 0 ]]; then
+        mkdir -p "$CACHE/rejected"
+        rm -rf "$CACHE/rejected/$(basename "$WHEEL_DIR")"
+        mv "$WHEEL_DIR" "$CACHE/rejected/"
+        echo "build_mmcv: the cached wheel failed its check: moved to $CACHE/rejected/ (the next" \
+             "build_mmcv.sh or make setup builds it again)" >&2
+    fi
+    echo "$report"
+    return $status
+}
+
 LOG=$CACHE/logs/$(basename "$WHEEL_DIR").log
 case ${1:-} in
     --cache-dir) echo "$WHEEL_DIR"; exit 0 ;;
+    --check) check_cached_wheel; exit ;;
     --log) LOG=${2:?--log FILE}; shift 2 ;;
     '') ;;
-    *) die "unknown argument '$1' (usage: $0 [--cache-dir | --log FILE])" ;;
+    *) die "unknown argument '$1' (usage: $0 [--cache-dir | --check | --log FILE])" ;;
 esac
 if ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
     ls "$WHEEL_DIR"/mmcv-*.whl | head -1
@@ -171,19 +215,32 @@ if "$PY" -c "import torch, sys; sys.exit(tuple(map(int, torch.__version__.split(
     STD=c++20
 fi
 
-# --- how the C++ files compile -----------------------------------------------------------------------
-# Two changes, none to what they compute (the CUDA files compile with nvcc as mmcv sets it):
-#  - no debug info (-g0): Python's own CFLAGS, which extensions inherit, carry -g; debug info of
-#    files this template-heavy doubled the compile time here (roi_align.cpp 33 s -> 19 s);
-#  - a precompiled <torch/types.h>, the header every op includes: parsing it is most of each
-#    file's compile time (19 s of roi_align.cpp's 21 s here; 5 s with the precompiled header).
-#    It is built with the flags the extension's C++ files get; gcc uses it only where they
-#    match (-Winvalid-pch reports a mismatch) and otherwise parses the header as usual.
+# --- the C++ toolchain: one compiler for every object, the precompiled header and the link --------
+# $CFLAGS replaces Python's CFLAGS for the extension: keep them (-O3, -DNDEBUG, ...), add ours.
+# No debug info (-g0): Python's own CFLAGS, which extensions inherit, carry -g; debug info of files
+# this template-heavy doubled the compile time here (roi_align.cpp 33 s -> 19 s).
+PYTHON_CFLAGS="$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('CFLAGS'))") -g0"
+NVCC=()
+[[ $TORCH_CUDA == cpu ]] || NVCC=(--nvcc "$CUDA_HOME/bin/nvcc")
+# CXX, CXX_VERSION, LDSHARED: torch's compiler, probed (tools/stack_setup/cxx_toolchain.py)
+TOOLCHAIN=$(CFLAGS=$PYTHON_CFLAGS stack_setup cxx_toolchain choose --work "$BUILD/toolchain" \
+                --std "$STD" "${NVCC[@]}") || die "no C++ compiler to build mmcv with (above)"
+eval "$TOOLCHAIN"
+# CXX compiles (torch's builder) and links (setuptools); CC is nvcc's host compiler (torch's -ccbin)
+export CXX CC=$CXX LDSHARED LDCXXSHARED=$LDSHARED
+echo "build_mmcv: C++ compiler: $CXX ($CXX_VERSION) at $(command -v "${CXX%% *}"), for every" \
+     "object${NVCC:+ (and as the -ccbin of nvcc)}, the precompiled header and the link ($LDSHARED)" >&2
+
+# A precompiled <torch/types.h>, the header every op includes: parsing it is most of each file's
+# compile time (19 s of roi_align.cpp's 21 s here; 5 s with the precompiled header). Built by the
+# compiler above with the flags the extension's C++ files get, and checked to be used by it
+# (gcc uses it only where the flags match, -Winvalid-pch reports a mismatch, and the file then
+# compiles as usual). GCC only: clang refuses a precompiled header whose macros differ from a
+# file's (mmcv's files add theirs) instead of parsing the header.
 PCH_DIR=$BUILD/precompiled
 mkdir -p "$PCH_DIR"
 echo '#include <torch/types.h>' >"$PCH_DIR/torch_types.h"
-# $CFLAGS replaces Python's CFLAGS for the extension: keep them (-O3, -DNDEBUG, ...), add ours.
-PYTHON_CFLAGS="$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('CFLAGS'))") -g0"
+PCH_FLAGS=''
 INCLUDES=$("$PY" - <<'PYEOF'
 import sysconfig
 from torch.utils.cpp_extension import include_paths
@@ -191,9 +248,16 @@ print(' '.join([sysconfig.get_config_var('CCSHARED')] + [f'-I{path}' for path in
                + [f'-I{sysconfig.get_paths()["include"]}']))
 PYEOF
 )
+if [[ $CXX_VERSION == *clang* ]]; then
+    echo "build_mmcv: note: no precompiled header with clang (mmcv's files define other macros)" >&2
 # shellcheck disable=SC2086  # lists of flags
-c++ $PYTHON_CFLAGS $INCLUDES -x c++-header "$PCH_DIR/torch_types.h" -o "$PCH_DIR/torch_types.h.gch" \
-    -std=$STD -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_ext -w
+elif stack_setup cxx_toolchain pch --cxx "$CXX" --header "$PCH_DIR/torch_types.h" -- \
+        $PYTHON_CFLAGS $INCLUDES -std=$STD -DTORCH_API_INCLUDE_EXTENSION_H \
+        -DTORCH_EXTENSION_NAME=_ext -w; then
+    PCH_FLAGS="-include $PCH_DIR/torch_types.h -Winvalid-pch"
+else
+    echo "build_mmcv: note: building without the precompiled header (above)" >&2
+fi
 
 # Prints "compiled N/M objects" every 20 s: the objects ninja has written under the build folder,
 # of those its build.ninja lists (ninja's own [N/M] lines reach the log only in blocks).
@@ -212,14 +276,23 @@ show_progress() {
 }
 show_progress &
 
-(cd "$SRC" && CFLAGS="$PYTHON_CFLAGS -include $PCH_DIR/torch_types.h -Winvalid-pch" \
+(cd "$SRC" && CFLAGS="$PYTHON_CFLAGS $PCH_FLAGS" \
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip --disable-pip-version-check -v \
     wheel --no-build-isolation --no-deps -w "$BUILD/dist" .) >>"$LOG" 2>&1 \
     || die "the build failed; end of its log ($LOG):$(echo; tail -40 "$LOG")"
-if grep -q 'gch: not used because' "$LOG"; then
+if grep -q '\[-Winvalid-pch\]' "$LOG"; then
     echo "build_mmcv: note: the precompiled torch header did not match some files' flags (they" \
          "compiled without it): see $LOG" >&2
 fi
+
+# --- the wheel, checked in a fresh process before it is cached -------------------------------------
+WHEEL=$(ls "$BUILD"/dist/mmcv-*.whl)
+"$PY" -c 'import json, sys
+keys = ("cxx", "cxx_version", "cflags", "ldshared", "ops")
+json.dump(dict(zip(keys, sys.argv[2:])), open(sys.argv[1], "w"), indent=1)' \
+    "$BUILD/dist/$BUILD_INFO" "$CXX" "$CXX_VERSION" "$PYTHON_CFLAGS $PCH_FLAGS" "$LDSHARED" "$OPS"
+echo "build_mmcv: checking the wheel in a fresh process" >&2
+check_wheel "$WHEEL" "$BUILD/dist/$BUILD_INFO" >&2 || die "the wheel failed its check (above): not cached"
 mkdir -p "$WHEEL_DIR"
-mv "$BUILD"/dist/mmcv-*.whl "$WHEEL_DIR"/
+mv "$WHEEL" "$BUILD/dist/$BUILD_INFO" "$WHEEL_DIR"/
 ls "$WHEEL_DIR"/mmcv-*.whl

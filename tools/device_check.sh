@@ -8,8 +8,12 @@
 # Tier 1 (no mmcv ops): mmcv's Python part (MMCV_WITH_OPS=0) and the stack from the wheels, the
 #   CUDA backbone tests (pytest -m cuda: fp32 vs float64, autocast, fp16 inference, the benchmark
 #   tool), then tools/analysis/benchmark_backbone.py --device cuda.
-# Tier 2: mmcv with CUDA ops built by tools/build_mmcv.sh (the GPU's architecture), installed over
-#   mmcv's Python part, then the AMP Mask R-CNN / UperNet tests (tests/test_cuda_training.py).
+# Toolchain (before the tiers): every C++ compiler torch, the system or PATH names, probed with and
+#   without Python's -Bsymbolic* link flags (tools/stack_setup/cxx_toolchain.py diagnose).
+# Tier 2: mmcv with CUDA ops built by tools/build_mmcv.sh (the GPU's architecture; it checks the
+#   wheel before caching it), the wheel checked again by `tools/build_mmcv.sh --check` (each call
+#   a step of the report: a crashing call fails its own step), installed over mmcv's Python part
+#   as make setup installs it, then the AMP Mask R-CNN / UperNet tests (tests/test_cuda_training.py).
 # all: both in one run. mmcv compiles in the background (niced, all cores but two) while tier 1
 #   runs on the GPU, so the check fits one call of about 8-9 minutes; --tier 1 / 2 rerun one.
 # Each step has a time limit and its output goes to OUT_DIR/steps.log; a failed step is reported
@@ -113,16 +117,24 @@ build_mmcv_wheel() {
     PY=$PY MMCONVNEXT_CACHE=$MMCV_CACHE "$ROOT/tools/build_mmcv.sh" --log "$BUILD_LOG"
 }
 
-# mmcv's wheel installed over mmcv's Python part, and one CUDA op.
+# Which compiler and link command give a working extension on this machine (each compiler torch
+# or the system names, and every g++ / clang++ on PATH, probed with and without -Bsymbolic*).
+toolchain() {
+    PYTHONPATH=$ROOT/tools:$PYTHONPATH "$PY" -m stack_setup.cxx_toolchain diagnose \
+        --work /tmp/mmconvnext-toolchain --also $(compgen -c | grep -E '^(g|clang)\+\+(-[0-9]+)?$' | sort -u)
+}
+
+# The wheel's calls, each its own check in a fresh process: the same check as make setup's.
+check_mmcv_wheel() {
+    PY=$PY MMCONVNEXT_CACHE=$MMCV_CACHE "$ROOT/tools/build_mmcv.sh" --check
+}
+
+# mmcv's checked wheel installed over mmcv's Python part (make setup installs it the same way).
 install_mmcv() {
     local wheel
     wheel=$(ls "$(PY=$PY MMCONVNEXT_CACHE=$MMCV_CACHE "$ROOT/tools/build_mmcv.sh" \
                   --cache-dir)"/mmcv-*.whl) || return
-    "$PY" -m pip install -q --no-deps --no-compile --upgrade --target "$SITE" "$wheel" || return
-    "$PY" -c "import mmcv.ops, torch
-print('mmcv ops compiled with CUDA', mmcv.ops.get_compiling_cuda_version())
-boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.]], device='cuda')
-print('nms on cuda:', mmcv.ops.nms(boxes, torch.tensor([0.9, 0.8], device='cuda'), 0.5)[1])"
+    "$PY" -m pip install -q --no-deps --no-compile --upgrade --target "$SITE" "$wheel"
 }
 
 pytest_cuda() {  # pytest -m cuda on the given test files
@@ -130,9 +142,11 @@ pytest_cuda() {  # pytest -m cuda on the given test files
 }
 
 export ROOT OUT PY WHEELS SITE BUILD_LOG MMCV_CACHE
-export -f environment install_stack build_mmcv_wheel install_mmcv pytest_cuda
+export -f environment toolchain install_stack build_mmcv_wheel check_mmcv_wheel install_mmcv \
+    pytest_cuda
 step environment 60 environment
 step install 300 install_stack
+step toolchain 120 toolchain
 
 BUILD_PID=''
 limit=$(($(time_left) - 60))  # a minute at least stays for tier 2's tests
@@ -164,10 +178,23 @@ if [[ $TIER == 2 || $TIER == all ]]; then
         step mmcv-build 480 build_mmcv_wheel
         rc=$?
     fi
+    # build_mmcv.sh checked the wheel before caching it; checked again here, each call its own
+    # step of the report, from the state tier 2 will import it in
+    if [[ $rc -eq 0 ]]; then
+        step mmcv-check 180 check_mmcv_wheel
+        rc=$?
+        # each call of the check as a step of its own: "  nms on cuda: ok (kept boxes [0, 2])"
+        while IFS= read -r line; do
+            call=${line#  } && call=${call%%: *} && result=${line#*: } && result=${result//\"/\'}
+            [[ ${result%% *} == failed ]] && call_rc=1 || call_rc=0
+            record "mmcv-check/${call// /-}" $call_rc 0 "$result"
+        done < <(sed -n '/^=== mmcv-check (/,/^=== mmcv-check: /p' "$LOG" |
+                 grep -E '^  [^ ].*: (ok|skipped|failed) \(')
+    fi
     if [[ $rc -eq 0 ]] && step mmcv-install 120 install_mmcv; then
         step tier2-tests 300 pytest_cuda tests/test_cuda_training.py
     else
-        record tier2-tests 1 0 'not run (no mmcv with CUDA ops)'
+        record tier2-tests 1 0 'not run (no mmcv wheel that passed its check)'
     fi
     if [[ -f $BUILD_LOG ]]; then
         tail -c 4M "$BUILD_LOG" >"$OUT/mmcv-build.log"
@@ -181,7 +208,10 @@ fi
          "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown))"
     grep -A8 '^=== environment (' "$LOG" | grep -v '^=== '
     echo
-    grep -E '^=== [a-z0-9-]+: ' "$LOG"
+    grep -E '^=== [a-z0-9/_.()-]+: ' "$LOG"
+    echo
+    # the compilers and link commands probed, the one mmcv was built with, the wheel's check
+    grep -E '^toolchain: |^build_mmcv: (C\+\+ compiler|not used|linking without|note)|^mmcv wheel check: ' "$LOG"
     echo
     grep -E '^(FAILED|ERROR|SKIPPED) |^=+ .*(passed|failed|error).* =+$' "$LOG"
     echo
