@@ -67,4 +67,4 @@ def test_force_cuda_with_a_cpu_build_of_torch_is_refused(tmp_path):
 
 def test_unknown_argument_is_refused():
     err = build_mmcv('--cache', expect_ok=False).stderr
-    assert "unknown argument '--cache'" in err and '--cache-dir | --log FILE' in err
+    assert "unknown argument '--cache'" in err and '--cache-dir | --check | --log FILE' in err
