@@ -40,6 +40,14 @@ ABORT_ON_LOAD = ('#include <cstdlib>\n'
                  'abort_on_load; }\n')
 
 
+def script_compiler(tmp_path, name, body):
+    """A 'compiler': the bash script ``body`` as ``tmp_path/name`` -> its path."""
+    path = tmp_path / name
+    path.write_text(f'#!/bin/bash\n{body}\n')
+    path.chmod(0o755)
+    return str(path)
+
+
 def crashing_compiler(tmp_path, only_with=None):
     """A 'compiler' (c++ behind a script) whose extensions abort on load: always, or only when
     linked with the flag ``only_with``, as the H200 image's second GCC with -Bsymbolic-functions."""
@@ -47,13 +55,10 @@ def crashing_compiler(tmp_path, only_with=None):
     (tmp_path / 'abort_on_load.cpp').write_text(ABORT_ON_LOAD)
     subprocess.run(['c++', '-fPIC', '-c', str(tmp_path / 'abort_on_load.cpp'), '-o',
                     str(abort_object)], check=True)
-    script = tmp_path / 'crashing-g++'
     condition = f'[[ " $* " == *" {only_with} "* ]]' if only_with else 'true'
-    script.write_text('#!/usr/bin/env bash\n'
-                      f'if [[ " $* " == *" -shared "* ]] && {condition}; then\n'
-                      f'    exec c++ "$@" {abort_object}\nfi\nexec c++ "$@"\n')
-    script.chmod(0o755)
-    return str(script)
+    return script_compiler(tmp_path, 'crashing-g++',
+                           f'if [[ " $* " == *" -shared "* ]] && {condition}; then\n'
+                           f'    exec c++ "$@" {abort_object}\nfi\nexec c++ "$@"')
 
 
 @pytest.fixture(autouse=True)
@@ -177,3 +182,27 @@ def test_nvcc_takes_the_chosen_compiler_as_host_compiler(tmp_path):
     assert cxx_toolchain.nvcc_problem(NVCC, 'c++', tmp_path) is None
     problem = cxx_toolchain.nvcc_problem(NVCC, '/nonexistent/g++', tmp_path)
     assert problem.startswith('nvcc -ccbin /nonexistent/g++: exit')
+
+
+def static_libstdcxx_compiler(tmp_path):
+    """c++ linking libstdc++ statically into each extension: its streams then miss the facets
+    of the libstdc++ the process loaded (numbers print as nothing here; on the H200 image, whose
+    second GCC finds only libstdc++.a, the extension crashed in the same stream code)."""
+    return script_compiler(tmp_path, 'static-libstdcxx-g++', 'exec c++ "$@" -static-libstdc++')
+
+
+needs_static_libstdcxx = pytest.mark.skipif(
+    not os.path.isabs(subprocess.run(['c++', '-print-file-name=libstdc++.a'], capture_output=True,
+                                     text=True).stdout.strip()),
+    reason='needs libstdc++.a (libstdc++-dev)')
+
+
+@needs_static_libstdcxx
+def test_a_compiler_that_links_its_own_libstdcxx_is_caught_and_cxx_is_used(tmp_path):
+    compiler = static_libstdcxx_compiler(tmp_path)
+    toolchain = cxx_toolchain.choose_toolchain(tmp_path, compilers=[compiler, 'c++'])
+    assert toolchain.cxx == 'c++'
+    assert len(toolchain.rejected) == 1
+    assert 'static-libstdcxx-g++' in toolchain.rejected[0]
+    assert "wrong results: 'raised: bad input' instead of '13.0\\nraised: bad input 42'" in \
+        toolchain.rejected[0]

@@ -41,6 +41,27 @@ def aborting_ext(tmp_path_factory):
     return cxx_toolchain.build_extension('_ext', FAKE_EXT, 'c++', 'c++ -shared', work)
 
 
+# mmcv._ext's info calls as mmcv writes them: numbers through std::ostringstream.
+STREAMING_EXT = '''\
+#include <Python.h>
+#include <sstream>
+static PyObject* get_compiler_version(PyObject*, PyObject*) {
+  std::ostringstream ss;
+  ss << "GCC " << __GNUC__ << "." << __GNUC_MINOR__;
+  return PyUnicode_FromString(ss.str().c_str());
+}
+static PyObject* get_compiling_cuda_version(PyObject*, PyObject*) {
+  return PyUnicode_FromString("not available");
+}
+static PyMethodDef methods[] = {
+    {"get_compiler_version", get_compiler_version, METH_NOARGS, nullptr},
+    {"get_compiling_cuda_version", get_compiling_cuda_version, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+static PyModuleDef module = {PyModuleDef_HEAD_INIT, "MODULE_NAME", nullptr, -1, methods};
+PyMODINIT_FUNC PyInit_MODULE_NAME() { return PyModule_Create(&module); }
+'''
+
+
 def fake_wheel(path, ext, mmcv_init='__version__ = "2.1.0"\n'):
     """A wheel holding mmcv/__init__.py, mmcv/ops/__init__.py and ``ext`` as mmcv/_ext."""
     with zipfile.ZipFile(path, 'w') as wheel:
@@ -96,6 +117,28 @@ def test_calls_go_to_the_extension_while_mmcv_s_dependencies_are_missing(tmp_pat
     assert statuses(lines)['get_compiling_cuda_version()'] == 'ok'
     assert 'nms on cuda' not in statuses(lines)  # a CPU build: no CUDA op to check
     assert 'no build record beside the wheel' in lines[-1]
+
+
+@pytest.mark.skipif(not os.path.isabs(subprocess.run(
+    ['c++', '-print-file-name=libstdc++.a'], capture_output=True, text=True).stdout.strip()),
+    reason='needs libstdc++.a (libstdc++-dev)')
+def test_info_calls_whose_numbers_are_lost_fail(tmp_path):
+    # linked with its own copy of libstdc++ (the H200 image's second GCC finds only
+    # libstdc++.a), the extension's streams stop at the first number here: 'GCC '
+    compiler = tmp_path / 'static-libstdcxx-g++'
+    compiler.write_text('#!/bin/bash\nexec c++ "$@" -static-libstdc++\n')
+    compiler.chmod(0o755)
+    ext = cxx_toolchain.build_extension('_ext', STREAMING_EXT, str(compiler),
+                                        f'{compiler} -shared', tmp_path / 'static')
+    ok, lines = mmcv_wheel_check.check_wheel(fake_wheel(tmp_path / 'mmcv.whl', ext))
+    assert not ok
+    assert lines[1].startswith("  get_compiler_version(): failed (AssertionError: 'GCC ' is not")
+    assert lines[1].endswith('its numbers were not formatted)')
+    # the same source and the system c++: 'GCC 12.2', as torch's libstdc++ formats it
+    ext = cxx_toolchain.build_extension('_ext', STREAMING_EXT, 'c++', 'c++ -shared',
+                                        tmp_path / 'shared')
+    ok, lines = mmcv_wheel_check.check_wheel(fake_wheel(tmp_path / 'mmcv-ok.whl', ext))
+    assert lines[1].startswith('  get_compiler_version(): ok (GCC ')
 
 
 def build_mmcv(*args, cache):

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,26 +249,42 @@ def candidates():
     return chosen
 
 
+def probe_all(pairs, work_dir, std='c++20'):
+    """{(compiler, link command): None if its probe works, else why} for every pair, probed side
+    by side (each in a folder of its own)."""
+    pairs = list(dict.fromkeys(pairs))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(probe, cxx, link, Path(work_dir) / f'probe-{index}', std)
+                   for index, (cxx, link) in enumerate(pairs)]
+        return {pair: future.result() for pair, future in zip(pairs, futures)}
+
+
 def choose_toolchain(work_dir, std='c++20', compilers=None, link_command=None, nvcc=None):
     """The first of ``compilers`` (default :func:`candidates`) and link variant whose probe
-    works (and that ``nvcc``, if given, takes as its host compiler) -> Toolchain;
-    ToolchainError naming every compiler, link command and failure."""
-    rejected = []
+    works (and that ``nvcc``, if given, takes as its host compiler) -> Toolchain, with why the
+    ones before it were not taken; ToolchainError naming every compiler, link command and
+    failure. The probes run side by side."""
+    options = []  # (compiler, version, link, dropped flags, known problem) in preference order
     for cxx in compilers or candidates():
         try:
             version = compiler_version(cxx)
         except ToolchainError as error:
-            rejected.append(str(error))
+            options.append((cxx, None, None, (), str(error)))
             continue
         problem = nvcc and nvcc_problem(nvcc, cxx, work_dir, std)
         if problem:
-            rejected.append(f'{cxx} ({version}): {problem}')
+            options.append((cxx, version, None, (), f'{cxx} ({version}): {problem}'))
             continue
-        for link, dropped in link_variants(cxx, link_command):
-            failure = probe(cxx, link, work_dir, std)
-            if failure is None:
-                return Toolchain(cxx, resolve(cxx), version, link, dropped, rejected)
-            rejected.append(f'{cxx} ({version}), linked as `{link}`: {failure}')
+        options += [(cxx, version, link, dropped, None)
+                    for link, dropped in link_variants(cxx, link_command)]
+    failures = probe_all([(cxx, link) for cxx, _, link, _, known in options if not known],
+                         work_dir, std)
+    rejected = []
+    for cxx, version, link, dropped, known in options:
+        failure = known or failures[(cxx, link)]
+        if failure is None:
+            return Toolchain(cxx, resolve(cxx), version, link, dropped, rejected)
+        rejected.append(known or f'{cxx} ({version}), linked as `{link}`: {failure}')
     raise ToolchainError('no C++ compiler builds a working extension here:\n  - '
                          + '\n  - '.join(rejected))
 
@@ -334,24 +351,32 @@ def diagnose(work_dir, compilers=(), std='c++20'):
     by_path = {}  # one name per compiler binary (c++, g++ and g++-12 are often one)
     for name in [*candidates(), *compilers]:
         by_path.setdefault(resolve(name), name)
+    found = []
     for path, cxx in by_path.items():
         if path is None:
             continue
         try:
-            version = compiler_version(cxx)
+            found.append((cxx, compiler_version(cxx)))
         except ToolchainError as error:
             lines.append(str(error))
-            continue
+    failures = probe_all([(cxx, link) for cxx, _ in found for link, _ in link_variants(cxx)],
+                         work_dir, std)
+    for cxx, version in found:
         library = subprocess.run([*shlex.split(cxx), '-print-file-name=libstdc++.so'],
                                  capture_output=True, text=True).stdout.strip()
-        script = ''
-        if os.path.isfile(library) and os.path.getsize(library) < 4096:  # a linker script
-            script = ' = ' + ' '.join(Path(library).read_text(errors='replace').split())
-        lines.append(f'{cxx} -> {resolve(cxx)}: {version}; links {os.path.realpath(library)}'
-                     f'{script}')
+        archive = subprocess.run([*shlex.split(cxx), '-print-file-name=libstdc++.a'],
+                                 capture_output=True, text=True).stdout.strip()
+        if not os.path.isabs(library):
+            where = (f'finds no libstdc++.so (-print-file-name says {library!r})'
+                     + (f', only {archive}' if os.path.isabs(archive) else ''))
+        elif os.path.getsize(library) < 4096:  # a linker script naming the libraries
+            where = f'links {library} = ' + ' '.join(Path(library).read_text(
+                errors='replace').split())
+        else:
+            where = f'links {os.path.realpath(library)}'
+        lines.append(f'{cxx} -> {resolve(cxx)}: {version}; {where}')
         for link, _ in link_variants(cxx):
-            lines.append(f'  probe linked as `{link}`: '
-                         f'{probe(cxx, link, work_dir, std) or "works"}')
+            lines.append(f'  probe linked as `{link}`: {failures[(cxx, link)] or "works"}')
     return lines
 
 

@@ -5,8 +5,9 @@ process, one check after another; a process that dies (a segmentation fault, an 
 the check it was in, and a new process goes on with the next one:
 
     import mmcv.ops                      mmcv's Python part over the compiled ``mmcv._ext``
-    get_compiler_version()               the info calls that mmcv.utils.collect_env() makes
-    get_compiling_cuda_version()
+    get_compiler_version()               the info calls that mmcv.utils.collect_env() makes,
+    get_compiling_cuda_version()         whose numbers go through std::ostringstream ('GCC 13.3',
+                                         '13.0' or 'not available': anything else fails)
     nms on cpu                           one op, on every device the wheel was built for
     nms on cuda                          (cuda: a CUDA build; not checked where no GPU is seen)
     an op given a bad input              sigmoid_focal_loss_forward on CPU tensors (no CPU
@@ -39,7 +40,7 @@ CHECKS = ('import mmcv.ops', 'get_compiler_version()', 'get_compiling_cuda_versi
 # Runs the checks named in argv[1:] in order; one JSON line when a check starts and one when it
 # ends, so that the parent knows which check a dead process was in.
 CHILD = textwrap.dedent('''\
-    import importlib, importlib.util, json, sys
+    import importlib, importlib.util, json, re, sys
     import torch
 
     def say(**line):
@@ -57,6 +58,12 @@ CHILD = textwrap.dedent('''\
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             return module
+
+    def formatted(text, pattern):
+        """``text`` if it matches ``pattern`` (numbers the extension's streams formatted)."""
+        if not re.fullmatch(pattern, text):
+            raise AssertionError(f'{text!r} is not {pattern!r}: its numbers were not formatted')
+        return text
 
     def nms(ext, device):
         boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.], [20., 20., 30., 30.]],
@@ -87,9 +94,10 @@ CHILD = textwrap.dedent('''\
             return 'mmcv ' + importlib.import_module('mmcv').__version__, 'ok'
         ext = extension()
         if name == 'get_compiler_version()':
-            return ext.get_compiler_version(), 'ok'
+            return formatted(ext.get_compiler_version(), r'(GCC|clang) [0-9]+[.][0-9]+'), 'ok'
         if name == 'get_compiling_cuda_version()':
-            return ext.get_compiling_cuda_version(), 'ok'
+            return formatted(ext.get_compiling_cuda_version(),
+                             r'not available|[0-9]+[.][0-9]+'), 'ok'
         if name == 'nms on cpu':
             return nms(ext, 'cpu'), 'ok'
         if name == 'nms on cuda':
