@@ -17,11 +17,12 @@ from tiny_runs import TOOLS_DIR
 sys.path.insert(0, str(TOOLS_DIR))
 from stack_setup import cxx_toolchain, mmcv_wheel_check  # noqa: E402
 
-# mmcv._ext whose get_compiler_version() aborts (the H200 build crashed there, in a stream).
+# mmcv._ext with two info calls; get_compiler_version()'s body is filled in.
 FAKE_EXT = '''\
 #include <Python.h>
 #include <cstdlib>
-static PyObject* get_compiler_version(PyObject*, PyObject*) { std::abort(); }
+#include <sstream>
+static PyObject* get_compiler_version(PyObject*, PyObject*) { COMPILER_VERSION }
 static PyObject* get_compiling_cuda_version(PyObject*, PyObject*) {
   return PyUnicode_FromString("not available");
 }
@@ -32,34 +33,23 @@ static PyMethodDef methods[] = {
 static PyModuleDef module = {PyModuleDef_HEAD_INIT, "MODULE_NAME", nullptr, -1, methods};
 PyMODINIT_FUNC PyInit_MODULE_NAME() { return PyModule_Create(&module); }
 '''
+# aborts (the H200 build crashed there, in a stream)
+ABORTING = 'std::abort();'
+# as mmcv writes it: numbers through std::ostringstream
+STREAMING = ('std::ostringstream ss; ss << "GCC " << __GNUC__ << "." << __GNUC_MINOR__; '
+             'return PyUnicode_FromString(ss.str().c_str());')
+
+
+def fake_ext(body, compiler, work_dir):
+    """FAKE_EXT with ``body`` built by ``compiler`` -> mmcv/_ext's .so."""
+    return cxx_toolchain.build_extension('_ext', FAKE_EXT.replace('COMPILER_VERSION', body),
+                                         compiler, f'{compiler} -shared', work_dir)
 
 
 @pytest.fixture(scope='module')
 def aborting_ext(tmp_path_factory):
     """The compiled stand-in for mmcv/_ext (built once)."""
-    work = tmp_path_factory.mktemp('fake_ext')
-    return cxx_toolchain.build_extension('_ext', FAKE_EXT, 'c++', 'c++ -shared', work)
-
-
-# mmcv._ext's info calls as mmcv writes them: numbers through std::ostringstream.
-STREAMING_EXT = '''\
-#include <Python.h>
-#include <sstream>
-static PyObject* get_compiler_version(PyObject*, PyObject*) {
-  std::ostringstream ss;
-  ss << "GCC " << __GNUC__ << "." << __GNUC_MINOR__;
-  return PyUnicode_FromString(ss.str().c_str());
-}
-static PyObject* get_compiling_cuda_version(PyObject*, PyObject*) {
-  return PyUnicode_FromString("not available");
-}
-static PyMethodDef methods[] = {
-    {"get_compiler_version", get_compiler_version, METH_NOARGS, nullptr},
-    {"get_compiling_cuda_version", get_compiling_cuda_version, METH_NOARGS, nullptr},
-    {nullptr, nullptr, 0, nullptr}};
-static PyModuleDef module = {PyModuleDef_HEAD_INIT, "MODULE_NAME", nullptr, -1, methods};
-PyMODINIT_FUNC PyInit_MODULE_NAME() { return PyModule_Create(&module); }
-'''
+    return fake_ext(ABORTING, 'c++', tmp_path_factory.mktemp('fake_ext'))
 
 
 def fake_wheel(path, ext, mmcv_init='__version__ = "2.1.0"\n'):
@@ -128,15 +118,13 @@ def test_info_calls_whose_numbers_are_lost_fail(tmp_path):
     compiler = tmp_path / 'static-libstdcxx-g++'
     compiler.write_text('#!/bin/bash\nexec c++ "$@" -static-libstdc++\n')
     compiler.chmod(0o755)
-    ext = cxx_toolchain.build_extension('_ext', STREAMING_EXT, str(compiler),
-                                        f'{compiler} -shared', tmp_path / 'static')
+    ext = fake_ext(STREAMING, str(compiler), tmp_path / 'static')
     ok, lines = mmcv_wheel_check.check_wheel(fake_wheel(tmp_path / 'mmcv.whl', ext))
     assert not ok
     assert lines[1].startswith("  get_compiler_version(): failed (AssertionError: 'GCC ' is not")
     assert lines[1].endswith('its numbers were not formatted)')
     # the same source and the system c++: 'GCC 12.2', as torch's libstdc++ formats it
-    ext = cxx_toolchain.build_extension('_ext', STREAMING_EXT, 'c++', 'c++ -shared',
-                                        tmp_path / 'shared')
+    ext = fake_ext(STREAMING, 'c++', tmp_path / 'shared')
     ok, lines = mmcv_wheel_check.check_wheel(fake_wheel(tmp_path / 'mmcv-ok.whl', ext))
     assert lines[1].startswith('  get_compiler_version(): ok (GCC ')
 

@@ -235,8 +235,8 @@ echo "build_mmcv: C++ compiler: $CXX ($CXX_VERSION) at $(command -v "${CXX%% *}"
 # compile time (19 s of roi_align.cpp's 21 s here; 5 s with the precompiled header). Built by the
 # compiler above with the flags the extension's C++ files get, and checked to be used by it
 # (gcc uses it only where the flags match, -Winvalid-pch reports a mismatch, and the file then
-# compiles as usual). GCC only: clang refuses a precompiled header whose macros differ from a
-# file's (mmcv's files add theirs) instead of parsing the header.
+# compiles as usual). GCC only: where a macro's definition differs between the header and a file,
+# clang stops with an error instead of parsing the header (not tried with mmcv's files).
 PCH_DIR=$BUILD/precompiled
 mkdir -p "$PCH_DIR"
 echo '#include <torch/types.h>' >"$PCH_DIR/torch_types.h"
@@ -249,7 +249,7 @@ print(' '.join([sysconfig.get_config_var('CCSHARED')] + [f'-I{path}' for path in
 PYEOF
 )
 if [[ $CXX_VERSION == *clang* ]]; then
-    echo "build_mmcv: note: no precompiled header with clang (mmcv's files define other macros)" >&2
+    echo "build_mmcv: note: no precompiled header with clang (a mismatch would stop its build)" >&2
 # shellcheck disable=SC2086  # lists of flags
 elif stack_setup cxx_toolchain pch --cxx "$CXX" --header "$PCH_DIR/torch_types.h" -- \
         $PYTHON_CFLAGS $INCLUDES -std=$STD -DTORCH_API_INCLUDE_EXTENSION_H \
