@@ -139,7 +139,8 @@ fi
 if [[ $(cat "$MMCV_MARK" 2>/dev/null) != "$WHEEL_DIR" ]] \
         || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
     phase 'mmcv wheel check + install'
-    "$ROOT/tools/build_mmcv.sh" --check || { echo "setup: mmcv's wheel failed its check (above)" >&2; exit 1; }
+    "$ROOT/tools/build_mmcv.sh" --check \
+        || { echo "setup: mmcv's wheel failed its check (above)" >&2; exit 1; }
     "${PIP[@]}" install --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl
     echo "$WHEEL_DIR" >"$MMCV_MARK"
 fi

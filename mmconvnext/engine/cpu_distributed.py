@@ -12,6 +12,7 @@ import gc
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import torch
@@ -53,6 +54,46 @@ def slurm_to_torch_env():
     os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
 
 
+def gloo_worker_activity():
+    """{thread id: (state, user and system CPU ticks, context switches)} of this process's gloo
+    worker threads (``pt_gloo_runloop``), read from /proc; {} where there is none or no /proc."""
+    activity = {}
+    try:
+        tasks = os.listdir('/proc/self/task')
+    except OSError:
+        return activity
+    for task in tasks:
+        folder = f'/proc/self/task/{task}'
+        try:
+            with open(f'{folder}/comm') as comm:
+                if not comm.read().startswith('pt_gloo'):
+                    continue
+            with open(f'{folder}/stat') as stat:
+                fields = stat.read().rsplit(')', 1)[1].split()
+            with open(f'{folder}/status') as status:
+                switches = tuple(line for line in status if 'ctxt_switches' in line)
+        except OSError:  # the thread has ended
+            continue
+        activity[task] = (fields[0], fields[11], fields[12], switches)
+    return activity
+
+
+def wait_for_idle_gloo_workers(timeout_s=5.0, interval_s=0.01):
+    """Sleep, the GIL released, until every gloo worker sleeps and has not run for
+    ``interval_s`` (an idle worker waits for work without waking; one that frees a finished
+    collective's tensors needs the GIL and wakes every few ms until it has it), at most
+    ``timeout_s`` -> whether they went idle."""
+    deadline = time.monotonic() + timeout_s
+    before = gloo_worker_activity()
+    while before and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        now = gloo_worker_activity()
+        if now == before and all(state == 'S' for state, *_ in now.values()):
+            return True
+        before = now
+    return not before
+
+
 def release_gloo_at_exit():
     """Destroy the process group and free its gloo backend while Python still runs (atexit).
 
@@ -63,11 +104,17 @@ def release_gloo_at_exit():
     the Runner's DDP wrapper, kept in reference cycles, still owns it. Collecting those cycles
     frees it, and its destructor joins the worker threads before shutdown starts.
 
+    The gloo workers are let go idle first (:func:`wait_for_idle_gloo_workers`): the backend's
+    destructor, run by ``gc.collect`` with the GIL held, takes the workers' lock, and with torch
+    2.11 a worker holds that lock while it frees the last collective's tensors, which needs the
+    GIL: a deadlock at exit, about one 2-process run in 20.
+
     Skipped when the process dies of an uncaught exception (``sys.last_value`` is set): the
     destructor would wait for collectives in flight, which the other processes may never join.
     """
     if getattr(sys, 'last_value', None) is not None:
         return
+    wait_for_idle_gloo_workers()
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
     gc.collect()
