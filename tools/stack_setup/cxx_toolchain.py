@@ -9,10 +9,11 @@ Before mmcv's 2-15 minute build, a probe extension is built the way mmcv's is (t
 ``BuildExtension``, Python's ``CFLAGS`` and C++ link command, the same C++ standard) and called
 in a fresh process that has imported torch: a number formatted through ``std::ostringstream`` (what
 mmcv's ``get_compiling_cuda_version()`` does) and a C++ exception turned into a Python one (what
-every op's input check does). That is where an extension built by another GCC than the one
-whose libstdc++ the process loads, linked with ``-Bsymbolic-functions``, crashed on the H200
-image. If the probe fails, the same compiler is tried without Python's ``-Bsymbolic*`` link
-flags, then the system ``c++``; if none works, the build is refused with every reason.
+every op's input check does). That is where extensions built by the H200 image's second GCC
+(``$CXX``, which finds no shared libstdc++) crashed, with and without ``-Bsymbolic-functions``,
+while the system ``c++`` worked (docs/gpu.md). If the probe fails, the same compiler is tried
+without Python's ``-Bsymbolic*`` link flags, then the system ``c++``; if none works, the build is
+refused with every reason.
 
     python -m stack_setup.cxx_toolchain choose --work DIR [--std c++20] [--nvcc NVCC]
         prints CXX=..., CXX_VERSION=..., LDSHARED=... (shell-quoted) for the build
@@ -169,14 +170,17 @@ def link_variants(cxx, link_command=None):
         yield shlex.join([*shlex.split(cxx), *kept]), dropped
 
 
-def describe_failure(returncode, output):
-    """'died of SIGSEGV' / 'exit 1' and the output's last lines."""
+def process_end(returncode):
+    """How a process ended: 'the process died of SIGSEGV' or 'exit 1'."""
     if returncode < 0:
-        how = f'the process died of {signal.Signals(-returncode).name}'
-    else:
-        how = f'exit {returncode}'
+        return f'the process died of {signal.Signals(-returncode).name}'
+    return f'exit {returncode}'
+
+
+def describe_failure(returncode, output):
+    """:func:`process_end` and the output's last lines."""
     tail = '\n'.join(output.strip().splitlines()[-6:])
-    return f'{how}{": " + tail if tail else ""}'
+    return f'{process_end(returncode)}{": " + tail if tail else ""}'
 
 
 def build_extension(name, source, cxx, ldshared, work_dir, std='c++20', timeout=300):

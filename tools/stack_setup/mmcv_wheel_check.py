@@ -26,13 +26,14 @@ tools/build_mmcv.sh writes beside the wheel); exit 0 / 1.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
+
+from stack_setup.cxx_toolchain import process_end
 
 CHECKS = ('import mmcv.ops', 'get_compiler_version()', 'get_compiling_cuda_version()',
           'nms on cpu', 'nms on cuda', 'an op given a bad input')
@@ -125,13 +126,6 @@ def unpack(wheel, folder):
     return folder
 
 
-def died(returncode):
-    """'died of SIGSEGV' or 'exited with 1'."""
-    if returncode < 0:
-        return f'the process died of {signal.Signals(-returncode).name}'
-    return f'the process exited with {returncode}'
-
-
 def run_checks(site, checks, timeout=300):
     """Runs ``checks`` with ``site`` first on sys.path, a new process after one that died ->
     {check: (status, detail)}, status 'ok', 'skipped' or 'failed'."""
@@ -157,13 +151,12 @@ def run_checks(site, checks, timeout=300):
         pending = [name for name in pending if name not in results]
         if not pending:
             break
+        reason = f'hung for {timeout} s' if returncode is None else process_end(returncode)
         if current is None:  # died before its first check: importing torch, say
-            reason = (f'hung for {timeout} s' if returncode is None else died(returncode))
             tail = ' | '.join(stderr.strip().splitlines()[-3:])
             for name in pending:
                 results[name] = ('failed', f'{reason} before the checks: {tail}')
             break
-        reason = f'hung for {timeout} s' if returncode is None else died(returncode)
         results[current] = ('failed', reason)
         pending = [name for name in pending if name not in results]
     return results
