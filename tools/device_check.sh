@@ -3,7 +3,7 @@
 # python3 with a CUDA torch, nvcc), run from a checkout that carries .device-wheels/
 # (tools/device_wheels.sh prepares it). Writes one report, text and JSON, to OUT_DIR.
 #
-#   tools/device_check.sh OUT_DIR [--tier 1|2|all]      (default all)
+#   tools/device_check.sh OUT_DIR [--tier 1|2|3|all]      (default all)
 #
 # Tier 1 (no mmcv ops): mmcv's Python part (MMCV_WITH_OPS=0) and the stack from the wheels, the
 #   CUDA backbone tests (pytest -m cuda: fp32 vs float64, autocast, fp16 inference, the benchmark
@@ -14,11 +14,18 @@
 #   wheel before caching it), the wheel checked again by `tools/build_mmcv.sh --check` (each call
 #   a step of the report: a crashing call fails its own step), installed over mmcv's Python part
 #   as make setup installs it, then the AMP Mask R-CNN / UperNet tests (tests/test_cuda_training.py).
-# all: both in one run. mmcv compiles in the background (niced, all cores but two) while tier 1
-#   runs on the GPU, so the check fits one call of about 8-9 minutes; --tier 1 / 2 rerun one.
+# Tier 3 (the training step): mmcv with CUDA ops as in tier 2 (cached by an earlier tier 2 on the
+#   same machine: then seconds), then tools/analysis/benchmark_train.py --profile on Cascade Mask
+#   R-CNN T, Mask R-CNN T and UperNet T, each against its peers (mmdet's / mmseg's own ConvNeXt
+#   config, ours with timm's ConvNeXt) and against variants of ours (fused AdamW; bf16 autocast),
+#   one JSON each: train-cascade-t.json, train-mask-rcnn-t.json, train-upernet-t.json.
+# all: tiers 1 and 2 in one run (tier 3 too, if time is left). mmcv compiles in the background
+#   (niced, all cores but two) while tier 1 runs on the GPU, so the check fits one call of about
+#   8-9 minutes; --tier 1 / 2 / 3 rerun one (tier 3 after tier 2, on the warm machine: ~4 min).
 # Each step has a time limit and its output goes to OUT_DIR/steps.log; a failed step is reported
-# and the next one runs (tier 2's tests need the build). OUT_DIR gets at most 5 files: report.txt,
-# report.json, steps.log, benchmark.json, mmcv-build.log (its last 4 MiB). Exit 1 if a step failed.
+# and the next one runs (tier 2's tests need the build). OUT_DIR gets at most 8 files: report.txt,
+# report.json, steps.log, benchmark.json, mmcv-build.log (its last 4 MiB), the three train-*.json.
+# Exit 1 if a step failed.
 #
 # Environment: PYTHON (default python3), MMCONVNEXT_WHEELS (default .device-wheels),
 # MMCONVNEXT_SITE (where the wheels install, default /tmp/mmconvnext-site; put first on
@@ -28,10 +35,10 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${1:?usage: tools/device_check.sh OUT_DIR [--tier 1|2|all]}
+OUT=${1:?usage: tools/device_check.sh OUT_DIR [--tier 1|2|3|all]}
 TIER=all
 if [[ $# -ge 2 ]]; then
-    [[ $2 == --tier && ${3:-} =~ ^(1|2|all)$ ]] || { echo "usage: $0 OUT_DIR [--tier 1|2|all]" >&2; exit 2; }
+    [[ $2 == --tier && ${3:-} =~ ^(1|2|3|all)$ ]] || { echo "usage: $0 OUT_DIR [--tier 1|2|3|all]" >&2; exit 2; }
     TIER=$3
 fi
 PY=${PYTHON:-python3}
@@ -141,9 +148,17 @@ pytest_cuda() {  # pytest -m cuda on the given test files
     "$PY" -m pytest -m cuda -p no:cacheprovider "$@"
 }
 
+# train_benchmark NAME CONFIG PEER...: the training step side by side, profiled, to train-NAME.json
+train_benchmark() {
+    local name=$1
+    shift
+    "$PY" tools/analysis/benchmark_train.py "$@" --device cuda --profile \
+        --json "$OUT/train-$name.json"
+}
+
 export ROOT OUT PY WHEELS SITE BUILD_LOG MMCV_CACHE
 export -f environment toolchain install_stack build_mmcv_wheel check_mmcv_wheel install_mmcv \
-    pytest_cuda
+    pytest_cuda train_benchmark
 step environment 60 environment
 step install 300 install_stack
 
@@ -170,7 +185,7 @@ if [[ $TIER == 1 || $TIER == all ]]; then
     step benchmark $bench_limit "$PY" tools/analysis/benchmark_backbone.py --device cuda \
         --json "$OUT/benchmark.json" $BENCHMARK_ARGS
 fi
-if [[ $TIER == 2 || $TIER == all ]]; then
+if [[ $TIER == 2 || $TIER == 3 || $TIER == all ]]; then
     if [[ -n $BUILD_PID ]]; then
         wait "$BUILD_PID"
         rc=$?
@@ -196,10 +211,30 @@ if [[ $TIER == 2 || $TIER == all ]]; then
         done < <(sed -n '/^=== mmcv-check (/,/^=== mmcv-check: /p' "$LOG" |
                  grep -E '^  [^ ].*: (ok|skipped|failed) \(')
     fi
-    if [[ $rc -eq 0 ]] && step mmcv-install 120 install_mmcv; then
-        step tier2-tests 300 pytest_cuda tests/test_cuda_training.py
-    else
+    installed=0
+    [[ $rc -eq 0 ]] && step mmcv-install 120 install_mmcv && installed=1
+    if [[ $TIER != 3 && $installed == 1 ]]; then
+        step tier2-tests 300 pytest_cuda tests/test_cuda_training.py tests/test_benchmark_train.py
+    elif [[ $TIER != 3 ]]; then
         record tier2-tests 1 0 'not run (no mmcv wheel that passed its check)'
+    fi
+    # tier 3: each paper config against mmdet's / mmseg's own, ours with timm's ConvNeXt, and
+    # our variants (the levers of a faster step, measured before any becomes a default)
+    cascade=configs/cascade_convnext_t.py mask_rcnn=configs/mask_rcnn_convnext_t.py
+    upernet=configs/upernet_convnext_t.py
+    fused=@optim_wrapper.optimizer.fused=True bf16=@optim_wrapper.dtype=bfloat16
+    if [[ $installed == 1 && ($TIER == 3 || ($TIER == all && $(time_left) -ge 400)) ]]; then
+        step train-cascade-t 180 train_benchmark cascade-t $cascade \
+            mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py \
+            timm:$cascade $cascade$fused $cascade$bf16$fused
+        step train-mask-rcnn-t 120 train_benchmark mask-rcnn-t $mask_rcnn \
+            mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py \
+            timm:$mask_rcnn $mask_rcnn$bf16$fused
+        step train-upernet-t 120 train_benchmark upernet-t $upernet \
+            mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py \
+            timm:$upernet $upernet$fused $upernet$bf16$fused
+    elif [[ $TIER == 3 ]]; then
+        record train-benchmarks 1 0 'not run (no mmcv wheel that passed its check)'
     fi
     if [[ -f $BUILD_LOG ]]; then
         tail -c 4M "$BUILD_LOG" >"$OUT/mmcv-build.log"
@@ -220,7 +255,10 @@ fi
     echo
     grep -E '^(FAILED|ERROR|SKIPPED) |^=+ .*(passed|failed|error).* =+$' "$LOG"
     echo
-    sed -n '/^| case /,$p' "$LOG" | grep -E '^\||^$|^OWN_PATH'
+    sed -n '/^| case /,/^=== /p' "$LOG" | grep -E '^\||^$|^OWN_PATH'
+    # the training step tables and profiles (tier 3)
+    sed -n '/^=== train-[a-z-]* (limit/,/^=== train-[a-z-]*: /p' "$LOG" |
+        grep -E '^\||^profile of |^device busy |^the profiler saw|torch .*; (detection|segmentation), |^=== train-'
 } >"$OUT/report.txt"
 printf '{"tier": "%s", "failed_steps": %d, "steps": [%s]}\n' "$TIER" "$FAILED" \
     "$(IFS=,; echo "${STEPS_JSON[*]}")" >"$OUT/report.json"

@@ -117,11 +117,14 @@ def check_data_paths(cfg, splits):
                 raise SetupError(f'{where}: {osp.abspath(path)} does not exist')
 
 
-def fit_optim_wrapper_to_device(cfg):
+def fit_optim_wrapper_to_device(cfg, cuda=None):
     """Without CUDA, train an ``AmpOptimWrapper`` config in fp32 (mmengine 0.10's
-    ``AmpOptimWrapper`` requires a GPU), with a warning."""
+    ``AmpOptimWrapper`` requires a GPU), with a warning. ``cuda``: whether the run trains on a
+    GPU (default: whether torch sees one)."""
     optim_wrapper = cfg.get('optim_wrapper')
-    if torch.cuda.is_available() or not optim_wrapper or optim_wrapper.get(
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    if cuda or not optim_wrapper or optim_wrapper.get(
             'type') != 'AmpOptimWrapper':
         return
     warnings.warn('no GPU: AmpOptimWrapper replaced by OptimWrapper (fp32 training)')
