@@ -19,12 +19,11 @@ The machine's fp32 GEMM rate (square ``torch.mm``, median of 5) is measured in t
 the backbone's forward rate is its analytic FLOP count (2 per multiply-add of the convolutions
 and 1x1 layers; norms, GELU and residuals not counted) over the median inference time.
 
-``--mask-rcnn``: one training iteration (fwd + bwd, fp32, random weights, default heads) of
-``configs/mask_rcnn_convnext_t.py`` against mmdet's own ConvNeXt-T Mask R-CNN config
-(mmpretrain backbone) on the same synthetic image and boxes, interleaved the same way.
+The whole model's training step, against mmdet's / mmseg's own configs:
+``tools/analysis/benchmark_train.py``.
 
     python tools/analysis/benchmark_backbone.py [--arch tiny] [--shape 512 768] [--rounds 10]
-        [--memory-shape 800 1216] [--memory-runs 1] [--mask-rcnn] [--det-shape 512 768]
+        [--memory-shape 800 1216] [--memory-runs 1]
     python tools/analysis/benchmark_backbone.py --device cuda [--settings 64x224x224 2x800x1216]
         [--precisions fp32 bf16 fp16] [--compile-peers ...] [--compile-precisions ...] [--json F]
 """
@@ -41,12 +40,6 @@ import torch
 from mmconvnext.analysis import cuda_benchmark
 from mmconvnext.analysis.backbone_peers import PEERS, build, convnext_forward_flops
 from mmconvnext.analysis.step_timing import gemm_tflops, make_steps
-
-#: detector name -> config; the mmdet one is the paper setting with mmpretrain's ConvNeXt.
-DETECTORS = {
-    'mmconvnext': 'configs/mask_rcnn_convnext_t.py',
-    'mmpretrain': 'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py',
-}
 
 
 def peak_step_memory(peer, arch, shape, runs, with_cp=False):
@@ -104,56 +97,6 @@ def ratio_summary(ours, peer):
     return f'{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]'
 
 
-def build_detector(name):
-    """Mask R-CNN of ``DETECTORS[name]`` with random weights (pretrained init not applied)."""
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
-    from mmengine.hub import get_config
-    from mmengine.utils import import_modules_from_strings
-    register_all_modules()
-    config = DETECTORS[name]
-    cfg = get_config(config) if '::' in config else Config.fromfile(config)
-    import_modules_from_strings(**cfg.get('custom_imports', {}))
-    return MODELS.build(cfg.model)
-
-
-def detection_batch(shape, num_objects=4, seed=0):
-    """One synthetic uint8 image of ``shape`` with random boxes, labels and box-shaped masks,
-    as a data preprocessor input."""
-    import numpy as np
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-    rng = np.random.default_rng(seed)
-    h, w = shape
-    image = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
-    corners = rng.uniform(0, 0.6, (num_objects, 2)) * (w, h)
-    sizes = rng.uniform(0.1, 0.4, (num_objects, 2)) * (w, h)
-    boxes = np.concatenate([corners, corners + sizes], axis=1).astype(np.float32)
-    masks = np.zeros((num_objects, h, w), dtype=np.uint8)
-    for mask, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
-        mask[y1:y2, x1:x2] = 1
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                         scale_factor=(1., 1.)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(rng.integers(0, 80, num_objects)),
-        masks=BitmapMasks(masks, h, w))
-    return dict(inputs=[image], data_samples=[sample])
-
-
-def detector_step(model, batch):
-    """A closure running one training iteration (fwd + bwd of all losses) of a detector."""
-    model.train()
-    data = model.data_preprocessor(batch, training=True)
-
-    def step():
-        loss, _ = model.parse_losses(model(**data, mode='loss'))
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-    return step
-
-
 def parse_setting(text):
     """'BxHxW' (e.g. 64x224x224) -> (batch, (H, W))."""
     try:
@@ -178,10 +121,6 @@ def parse_args():
     cpu.add_argument('--memory-shape', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
     cpu.add_argument('--rounds', type=int, default=10)
     cpu.add_argument('--memory-runs', type=int, default=1)
-    cpu.add_argument('--mask-rcnn', action='store_true',
-                     help='also time one Mask R-CNN training iteration against mmdet\'s')
-    cpu.add_argument('--det-shape', type=int, nargs=2, default=(512, 768), metavar=('H', 'W'))
-    cpu.add_argument('--det-rounds', type=int, default=3)
     cuda = parser.add_argument_group('--device cuda')
     cuda.add_argument('--settings', type=parse_setting, nargs='+',
                       default=[(64, (224, 224)), (2, (800, 1216))], metavar='BxHxW',
@@ -205,8 +144,8 @@ def parse_args():
         args.peers = [peer for peer in PEERS if args.device == 'cpu' or peer != 'timm']
     if 'mmconvnext' not in args.peers:
         parser.error('--peers must include mmconvnext (ratios are ours / peer)')
-    if min(args.rounds, args.memory_runs, args.det_rounds, args.warmup, args.repeats) < 1:
-        parser.error('--rounds, --memory-runs, --det-rounds, --warmup and --repeats must be >= 1')
+    if min(args.rounds, args.memory_runs, args.warmup, args.repeats) < 1:
+        parser.error('--rounds, --memory-runs, --warmup and --repeats must be >= 1')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device cuda: torch {torch.__version__} sees no CUDA GPU '
                      f'(torch.version.cuda={torch.version.cuda})')
@@ -242,7 +181,7 @@ def run_cuda(args):
 
 
 def run_cpu(args):
-    """The --device cpu run: interleaved times, child-process memory, optionally Mask R-CNN."""
+    """The --device cpu run: interleaved times and child-process memory."""
     ours = 'mmconvnext'
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, ConvNeXt-{args.arch}, '
           f'fp32, input 1x3x{args.shape[0]}x{args.shape[1]}, {args.rounds} rounds')
@@ -270,15 +209,6 @@ def run_cpu(args):
     print(f'\nbackbone forward: {flops / 1e9:.1f} GFLOP (analytic, {100 * gemm_share:.0f}% in '
           f'1x1 GEMMs) -> {achieved:.1f} GFLOP/s; machine fp32 GEMM (2048^3 torch.mm): '
           f'{machine:.1f} GFLOP/s; achieved / GEMM = {achieved / machine:.2f}')
-
-    if args.mask_rcnn:
-        batch = detection_batch(args.det_shape)
-        steps = {name: detector_step(build_detector(name), batch) for name in DETECTORS}
-        det = time_interleaved(steps, args.det_rounds)
-        print(f'\nMask R-CNN training iteration, 1x3x{args.det_shape[0]}x{args.det_shape[1]}, '
-              f'fp32, {args.det_rounds} rounds: ' + ', '.join(
-                  f'{name} {statistics.median(t):.2f} s' for name, t in det.items())
-              + f'; ratio mmconvnext / mmpretrain {ratio_summary(*det.values())}')
 
 
 def main():
