@@ -11,19 +11,15 @@ nearest our V1 recipe of the same size (cascade_convnext_b: layer decay 0.8, dro
 0.5. Where the paper is silent, our V1 recipe of the same size: 12 layer-wise decay groups, mmdet's
 500-iteration warm-up, the LR divided by 10 after epochs 27 and 33, AMP, the (1333, 800) test scale.
 """
-_base_ = ['./_base_/mask_rcnn_fpn_soft_nms.py', './_base_/coco_instance_3x_lsj.py']
+_base_ = ['./_base_/mask_rcnn_convnextv2_fpn.py', './_base_/coco_instance_3x_lsj.py']
 custom_imports = dict(imports=['mmconvnext'], allow_failed_imports=False)
 
 checkpoint_file = ('https://dl.fbaipublicfiles.com/convnext/convnextv2/'
                    'im1k/convnextv2_base_1k_224_ema.pt')
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='mmconvnext.ConvNeXt',
         arch='base',
         drop_path_rate=0.5,
-        layer_scale_init_value=0.,
-        use_grn=True,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
     neck=dict(in_channels=[128, 256, 512, 1024]))
 

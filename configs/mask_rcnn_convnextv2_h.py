@@ -12,19 +12,15 @@ nearest our V1 recipe (no V1 of this size: of the largest, XL) (cascade_convnext
 the largest, XL): 12 layer-wise decay groups, mmdet's 500-iteration warm-up, the LR divided by 10
 after epochs 27 and 33, fp32, the (1333, 800) test scale.
 """
-_base_ = ['./_base_/mask_rcnn_fpn_soft_nms.py', './_base_/coco_instance_3x_lsj.py']
+_base_ = ['./_base_/mask_rcnn_convnextv2_fpn.py', './_base_/coco_instance_3x_lsj.py']
 custom_imports = dict(imports=['mmconvnext'], allow_failed_imports=False)
 
 checkpoint_file = ('https://dl.fbaipublicfiles.com/convnext/convnextv2/'
                    'im1k/convnextv2_huge_1k_224_ema.pt')
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='mmconvnext.ConvNeXt',
         arch='huge',
         drop_path_rate=0.5,
-        layer_scale_init_value=0.,
-        use_grn=True,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
     neck=dict(in_channels=[352, 704, 1408, 2816]))
 

@@ -15,19 +15,15 @@ nearest our V1 recipe (no V1 of this size: of the largest, XL) (upernet_convnext
 our V1 recipe (no V1 of this size: of the largest, XL): stage-wise decay over 12 groups, the
 1500-iteration warm-up and poly decay, fp32, the sliding-window single-scale test.
 """
-_base_ = ['./_base_/upernet_ade20k_v2_640x640.py']
+_base_ = ['./_base_/upernet_convnextv2_ade20k_640x640.py']
 custom_imports = dict(imports=['mmconvnext'], allow_failed_imports=False)
 
 checkpoint_file = ('https://dl.fbaipublicfiles.com/convnext/convnextv2/'
                    'im22k/convnextv2_huge_22k_384_ema.pt')
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='mmconvnext.ConvNeXt',
         arch='huge',
         drop_path_rate=0.4,
-        layer_scale_init_value=0.,
-        use_grn=True,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
     decode_head=dict(in_channels=[352, 704, 1408, 2816]),
     auxiliary_head=dict(in_channels=1408))

@@ -12,19 +12,15 @@ lr 1e-4, stage decay 0.9, drop path 0.4): lr 1e-4, decay 0.9, drop path 0.4. Whe
 silent, our V1 recipe of the same size: stage-wise decay over 12 groups, the 1500-iteration warm-up
 and poly decay, fp32, the sliding-window single-scale test.
 """
-_base_ = ['./_base_/upernet_ade20k_v2_512x512.py']
+_base_ = ['./_base_/upernet_convnextv2_ade20k_512x512.py']
 custom_imports = dict(imports=['mmconvnext'], allow_failed_imports=False)
 
 checkpoint_file = ('https://dl.fbaipublicfiles.com/convnext/convnextv2/'
                    'im1k/convnextv2_large_1k_224_ema.pt')
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='mmconvnext.ConvNeXt',
         arch='large',
         drop_path_rate=0.4,
-        layer_scale_init_value=0.,
-        use_grn=True,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
     decode_head=dict(in_channels=[192, 384, 768, 1536]),
     auxiliary_head=dict(in_channels=768))
