@@ -7,6 +7,8 @@ SRC is a local file or an http(s) URL in any format that
 mmdet / mmseg zoos, torchvision, HuggingFace, ConvNeXt V2 FCMAE pre-training). DST receives
 ``{'state_dict': backbone tensors in our layout, 'meta': {'source_format': ..., 'source': SRC}}``,
 which ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` and mmengine's ``load_checkpoint`` read.
+The keys of SRC that are not backbone tensors (heads, necks, FCMAE's decoder) are listed as
+dropped.
 
 SRC is read with ``torch.load(weights_only=True)``. ``--trust-pickle`` reads a local SRC with
 ``weights_only=False`` instead, which runs any code the file holds: use it only for a file from a
