@@ -1,4 +1,6 @@
-"""The paper's figures for the 13 configs (targets.md): sizes, #params, FLOPs and recipes."""
+"""The papers' figures for the configs: sizes, #params, FLOPs and recipes of the 13 ConvNeXt
+configs (targets.md) and of the 7 ConvNeXt V2 configs (V2 paper Tables 6 and 7, appendix A.3 /
+A.4; the values it only sweeps are our choices, stated in each config)."""
 from collections import namedtuple
 
 Target = namedtuple('Target', 'arch pretrain input_size params_m gflops drop_path lr decay_rate '
@@ -30,3 +32,28 @@ ADE_TARGETS = {
         Target('xlarge', '22k', ADE_640, 391, 3335, 0.4, 8e-5, 0.9, 12, False),
 }
 TARGETS = {**COCO_TARGETS, **ADE_TARGETS}
+
+V2Target = namedtuple('V2Target', Target._fields + ('checkpoint', ))
+V2Target.__doc__ = """A V2 config's target; ``params_m`` None where the paper gives none (COCO);
+``checkpoint``: the official file under ``convnext/convnextv2/``."""
+# V2 paper Table 6 (FLOPs at 1280x800) and appendix A.3 (lr; decay and drop path from its sweeps).
+V2_COCO_TARGETS = {
+    'mask_rcnn_convnextv2_b': V2Target('base', '1k', COCO_SIZE, None, 486, 0.5, 1e-4, 0.9, 12,
+                                       True, 'im1k/convnextv2_base_1k_224_ema.pt'),
+    'mask_rcnn_convnextv2_l': V2Target('large', '1k', COCO_SIZE, None, 875, 0.5, 1e-4, 0.9, 12,
+                                       False, 'im1k/convnextv2_large_1k_224_ema.pt'),
+    'mask_rcnn_convnextv2_h': V2Target('huge', '1k', COCO_SIZE, None, 2525, 0.5, 1e-4, 0.9, 12,
+                                       False, 'im1k/convnextv2_huge_1k_224_ema.pt'),
+}
+# V2 paper Table 7 and appendix A.4 (lr, decay and drop path from its sweeps).
+V2_ADE_TARGETS = {
+    'upernet_convnextv2_b': V2Target('base', '1k', ADE_512, 122, 1170, 0.4, 1e-4, 0.9, 12, True,
+                                     'im1k/convnextv2_base_1k_224_ema.pt'),
+    'upernet_convnextv2_l': V2Target('large', '1k', ADE_512, 235, 1573, 0.4, 1e-4, 0.9, 12, False,
+                                     'im1k/convnextv2_large_1k_224_ema.pt'),
+    'upernet_convnextv2_h': V2Target('huge', '1k', ADE_512, 707, 3272, 0.4, 1e-4, 0.9, 12, False,
+                                     'im1k/convnextv2_huge_1k_224_ema.pt'),
+    'upernet_convnextv2_h_22k_640': V2Target('huge', '22k', ADE_640, 707, 5113, 0.4, 1e-4, 0.9, 12,
+                                             False, 'im22k/convnextv2_huge_22k_384_ema.pt'),
+}
+V2_TARGETS = {**V2_COCO_TARGETS, **V2_ADE_TARGETS}

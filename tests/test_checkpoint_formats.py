@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 from mmconvnext.models import ConvNeXt
-from mmconvnext.models.backbones.checkpoint_formats import (convert_state_dict, load_pretrained,
+from mmconvnext.models.backbones.checkpoint_formats import (convert_state_dict,
+                                                            fcmae_kernel_to_conv, load_pretrained,
                                                             read_checkpoint)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,6 +283,128 @@ def test_huggingface_checkpoint_matches_transformers(class_name, config_name, kw
     path = save(reference.state_dict(), tmp_path / 'pytorch_model.bin')
     assert convert_state_dict(reference.state_dict())[1] == 'huggingface'
     assert_same_features(features(loaded_model(path, **kwargs), x), refs)
+
+
+# --- ConvNeXt V2 FCMAE pre-training checkpoints ----------------------------------------------
+
+
+def official_remap_inverse(weight):
+    """Inverse of the official ``remap_checkpoint_keys`` kernel reshape (ConvNeXt-V2 utils.py):
+    it maps a (k*k, I, O) kernel v to ``v.permute(2, 1, 0).reshape(O, I, k, k).transpose(3, 2)``
+    and a (k*k, C) one to ``v.permute(1, 0).reshape(C, 1, k, k).transpose(3, 2)``."""
+    out_dim, in_dim, size, _ = weight.shape
+    if in_dim == 1:  # depthwise
+        return weight.transpose(3, 2).reshape(out_dim, size * size).permute(1, 0)
+    return weight.transpose(3, 2).reshape(out_dim, in_dim, size * size).permute(2, 1, 0)
+
+
+def fcmae_state_dict(dense, decoder_dim=512, patch_size=32):
+    """The state dict of the official FCMAE model (models/fcmae.py) whose encoder holds
+    ``dense``'s weights: sparse layers under ``encoder.`` (``.kernel``, ``.ln.``, ``.linear.``,
+    (1, C) biases and GRN), then the decoder, mask token and prediction head it saves."""
+    encoder = {}
+    for key, value in dense.state_dict().items():
+        parts = key.split('.')
+        if parts[0].startswith('norm'):
+            continue  # the encoder has no output norms
+        sparse_conv = (parts[0] == 'downsample_layers' and parts[1] != '0' and parts[2] == '1'
+                       or parts[-2] == 'dwconv')
+        if sparse_conv and parts[-1] == 'weight':
+            key, value = key[:-len('weight')] + 'kernel', official_remap_inverse(value)
+        elif sparse_conv or parts[-2] == 'grn':
+            value = value.reshape(1, -1)
+        elif parts[0] == 'downsample_layers' and parts[1] != '0' and parts[2] == '0':
+            key = '.'.join(parts[:3] + ['ln'] + parts[3:])
+        elif parts[-2] == 'norm':
+            key = '.'.join(parts[:-1] + ['ln', parts[-1]])
+        elif parts[-2] in ('pwconv1', 'pwconv2'):
+            key = '.'.join(parts[:-1] + ['linear', parts[-1]])
+        encoder['encoder.' + key] = value
+    hidden = 4 * decoder_dim
+    decoder = {
+        'proj.weight': torch.randn(decoder_dim, dense.channels[-1], 1, 1),
+        'proj.bias': torch.randn(decoder_dim), 'mask_token': torch.randn(1, decoder_dim, 1, 1),
+        'decoder.0.dwconv.weight': torch.randn(decoder_dim, 1, 7, 7),
+        'decoder.0.dwconv.bias': torch.randn(decoder_dim),
+        'decoder.0.norm.weight': torch.randn(decoder_dim),
+        'decoder.0.norm.bias': torch.randn(decoder_dim),
+        'decoder.0.pwconv1.weight': torch.randn(hidden, decoder_dim),
+        'decoder.0.pwconv1.bias': torch.randn(hidden),
+        'decoder.0.grn.gamma': torch.randn(1, 1, 1, hidden),
+        'decoder.0.grn.beta': torch.randn(1, 1, 1, hidden),
+        'decoder.0.pwconv2.weight': torch.randn(decoder_dim, hidden),
+        'decoder.0.pwconv2.bias': torch.randn(decoder_dim),
+        'pred.weight': torch.randn(patch_size ** 2 * 3, decoder_dim, 1, 1),
+        'pred.bias': torch.randn(patch_size ** 2 * 3)}
+    return {**encoder, **decoder}
+
+
+@pytest.fixture(scope='module')
+def fcmae_source():
+    """A random dense V2 model with fresh output norms (FCMAE files have none)."""
+    model = randomise(ConvNeXt(SMALL_ARCH, **V2), seed=3)
+    with torch.no_grad():
+        for i in range(4):
+            getattr(model, f'norm{i}').reset_parameters()
+    return model
+
+
+def test_fcmae_kernels_follow_the_official_orientation():
+    """Kernel row w * k + h is position (h, w), as the official transpose(3, 2) makes it."""
+    depthwise = torch.zeros(49, 2)
+    depthwise[1, 1] = 1.  # w = 0, h = 1
+    weight = fcmae_kernel_to_conv('dwconv.kernel', depthwise)
+    assert weight.shape == (2, 1, 7, 7) and weight[1, 0, 1, 0] == 1 and weight.sum() == 1
+    dense = torch.zeros(4, 3, 5)
+    dense[2, 1, 4] = 1.  # w = 1, h = 0
+    weight = fcmae_kernel_to_conv('downsample.kernel', dense)
+    assert weight.shape == (5, 3, 2, 2) and weight[4, 1, 0, 1] == 1 and weight.sum() == 1
+
+
+def test_fcmae_checkpoint_loads_the_encoder_and_drops_the_decoder(
+        fcmae_source, tmp_path, log_lines):
+    torch.manual_seed(0)
+    checkpoint = {'model': fcmae_state_dict(fcmae_source)}
+    assert convert_state_dict(checkpoint)[1] == 'fcmae'
+    path = save(checkpoint, tmp_path / 'convnextv2_atto_1k_224_fcmae.pt')
+    model = ConvNeXt(SMALL_ARCH, **V2, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    x = torch.randn(1, 3, 64, 64)
+    for out, ref in zip(features(model.eval(), x), features(fcmae_source, x), strict=True):
+        assert torch.equal(out, ref)
+    report = log_lines()
+    assert f'from {path} (fcmae format)' in report
+    assert 'newly initialised: norm0 (2), norm1 (2), norm2 (2), norm3 (2)' in report
+    assert 'ignored from the checkpoint: proj (2), mask_token (1), decoder.0 (10), pred (2)' in (
+        report)
+
+    dst = tmp_path / 'converted.pth'
+    stdout = convert_tool(path, dst)
+    assert 'from a fcmae checkpoint' in stdout
+    assert 'dropped: proj (2), mask_token (1), decoder.0 (10), pred (2)' in stdout
+    for out, ref in zip(features(loaded_model(dst, arch=SMALL_ARCH, **V2), x),
+                        features(fcmae_source, x), strict=True):
+        assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize('key, tensor, problem', [
+    ('encoder.stages.1.0.dwconv.kernel', torch.zeros(48, 16),
+     'FCMAE kernel encoder.stages.1.0.dwconv.kernel has shape (48, 16)'),
+    ('encoder.downsample_layers.2.1.kernel', torch.zeros(4, 16, 32, 1), 'has shape (4, 16, 32, 1)'),
+    ('encoder.stages.0.0.dwconv.kernel', torch.zeros(49, 9),
+     'shape mismatch at stages.0.0.dwconv.weight: checkpoint (9, 1, 7, 7), model (8, 1, 7, 7)'),
+    ('encoder.stages.0.0.extra.weight', torch.zeros(8),
+     'encoder.stages.0.0.extra.weight of the fcmae checkpoint is neither a ConvNeXt tensor'),
+    ('teacher.stages.0.0.dwconv.weight', torch.zeros(8, 1, 7, 7),
+     'nor under the modules dropped (proj, mask_token, decoder, pred)'),
+])
+def test_fcmae_bad_tensors_are_named(fcmae_source, key, tensor, problem, tmp_path):
+    state_dict = fcmae_state_dict(fcmae_source, decoder_dim=8, patch_size=2)
+    state_dict[key] = tensor
+    path = save({'model': state_dict}, tmp_path / 'fcmae.pt')
+    with pytest.raises(ValueError) as error:
+        loaded_model(path, arch=SMALL_ARCH, **V2)
+    assert str(path) in str(error.value) and problem in str(error.value)
 
 
 # --- prefixes, partial models --------------------------------------------------------------------

@@ -1,17 +1,21 @@
-"""The paper's dense-prediction configs (Tables 3 and 4) under configs/.
+"""The papers' dense-prediction configs under configs/: ConvNeXt (Tables 3 and 4) and ConvNeXt V2
+(V2 paper Tables 6 and 7).
 
 Every config loads and carries the published recipe; its model builds and measures the published
-#params and FLOPs (T sizes here, the others with ``--run-slow``); the T configs train one iteration
-and evaluate with the real COCO (pycocotools bbox + segm) and mIoU metrics on tiny datasets in the
-COCO and ADEChallengeData2016 layouts written by the tests.
+#params and FLOPs (T sizes here, the others with ``--run-slow``); the T configs and one V2 config
+per task (narrow, at the depths of V2-B) train one iteration and evaluate with the real COCO
+(pycocotools bbox + segm) and mIoU metrics on tiny datasets in the COCO and ADEChallengeData2016
+layouts written by the tests.
 """
 import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.runner import Runner
-from paper_targets import ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS
-from tiny_runs import load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run, write_coco
+from paper_targets import (ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS, V2_ADE_TARGETS,
+                           V2_COCO_TARGETS, V2_TARGETS)
+from tiny_runs import (NARROW_TINY_ARCH, load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run,
+                       write_coco)
 
 from mmconvnext.analysis import measure_complexity
 from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
@@ -20,6 +24,12 @@ from mmconvnext.swap.base_config import without_scope
 #: Where the authors publish their checkpoints (an independent literal, not the package's table).
 CHECKPOINT_HOST = 'https://dl.fbaipublicfiles.com/convnext/'
 PARAMS_RTOL, FLOPS_RTOL = 0.012, 0.02
+ALL_TARGETS = {**TARGETS, **V2_TARGETS}
+ALL_COCO = [*COCO_TARGETS, *V2_COCO_TARGETS]
+ALL_ADE = [*ADE_TARGETS, *V2_ADE_TARGETS]
+#: The V2 configs' narrow backbone in the tiny runs: V2-B's depths, so that their 12 decay groups
+#: hold.
+NARROW_V2_B_ARCH = dict(NARROW_TINY_ARCH, depths=[3, 3, 27, 3])
 
 
 def load_recipe(name):
@@ -30,33 +40,42 @@ def load_recipe(name):
 
 def default_suite_unless_heavy(names):
     """The T configs run by default; the others are marked slow."""
-    return [name if TARGETS[name].arch == 'tiny' else pytest.param(name, marks=pytest.mark.slow)
+    return [name if ALL_TARGETS[name].arch == 'tiny' else pytest.param(name, marks=pytest.mark.slow)
             for name in names]
+
+
+def expected_backbone(name):
+    """The backbone of a paper config: V1 with layer scale, V2 with GRN and no layer scale."""
+    target = ALL_TARGETS[name]
+    if name in V2_TARGETS:
+        version = dict(layer_scale_init_value=0., use_grn=True)
+        checkpoint = f'{CHECKPOINT_HOST}convnextv2/{target.checkpoint}'
+    else:
+        version = dict(layer_scale_init_value=1.0)
+        checkpoint = f'{CHECKPOINT_HOST}convnext_{target.arch}_{target.pretrain}_224.pth'
+    return dict(type='mmconvnext.ConvNeXt', arch=target.arch, drop_path_rate=target.drop_path,
+                **version, init_cfg=dict(type='Pretrained', checkpoint=checkpoint))
 
 
 # --- recipes --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('name', list(TARGETS))
+@pytest.mark.parametrize('name', list(ALL_TARGETS))
 def test_backbone_is_the_plugin_convnext_with_official_checkpoint_and_matching_necks(name):
-    cfg, target = load_recipe(name), TARGETS[name]
+    cfg, target = load_recipe(name), ALL_TARGETS[name]
     assert cfg.custom_imports == dict(imports=['mmconvnext'], allow_failed_imports=False)
-    assert cfg.model.backbone == dict(
-        type='mmconvnext.ConvNeXt', arch=target.arch, drop_path_rate=target.drop_path,
-        layer_scale_init_value=1.0,
-        init_cfg=dict(type='Pretrained', checkpoint=f'{CHECKPOINT_HOST}convnext_{target.arch}_'
-                                                    f'{target.pretrain}_224.pth'))
+    assert cfg.model.backbone == expected_backbone(name)
     channels = list(ARCH_SETTINGS[target.arch][1])
-    if name in COCO_TARGETS:
+    if name in ALL_COCO:
         assert cfg.model.neck.in_channels == channels
     else:
         assert cfg.model.decode_head.in_channels == channels
         assert cfg.model.auxiliary_head.in_channels == channels[2]
 
 
-@pytest.mark.parametrize('name', list(TARGETS))
+@pytest.mark.parametrize('name', list(ALL_TARGETS))
 def test_optimizer_is_adamw_with_layer_decay_and_published_values(name):
-    cfg, target = load_recipe(name), TARGETS[name]
+    cfg, target = load_recipe(name), ALL_TARGETS[name]
     optim = cfg.optim_wrapper
     assert optim.type == ('AmpOptimWrapper' if target.amp else 'OptimWrapper')
     assert optim.constructor == 'mmconvnext.LearningRateDecayOptimizerConstructor'
@@ -64,11 +83,12 @@ def test_optimizer_is_adamw_with_layer_decay_and_published_values(name):
                                    weight_decay=0.05)
     assert optim.paramwise_cfg == dict(
         decay_rate=target.decay_rate, num_layers=target.num_layers,
-        decay_type='layer_wise' if name in COCO_TARGETS else 'stage_wise')
+        decay_type='layer_wise' if name in ALL_COCO else 'stage_wise')
     assert optim.get('clip_grad') is None
-    # 2 images per GPU; the lr is for 8 GPUs (mmengine scales it with --auto-scale-lr).
-    assert cfg.train_dataloader.batch_size == 2
-    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
+    # 2 (V2 COCO: 4) images per GPU; the lr is for 8 GPUs (--auto-scale-lr rescales it).
+    per_gpu = 4 if name in V2_COCO_TARGETS else 2
+    assert cfg.train_dataloader.batch_size == per_gpu
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=8 * per_gpu)
 
 
 @pytest.mark.parametrize('name', list(COCO_TARGETS))
@@ -95,6 +115,27 @@ def test_coco_3x_schedule_and_pipelines(name):
     assert cfg.test_evaluator.metric == ['bbox', 'segm']
 
 
+@pytest.mark.parametrize('name', list(V2_COCO_TARGETS))
+def test_v2_coco_3x_large_scale_jitter_and_soft_nms(name):
+    """V2 paper appendix A.3: 3x, LSJ at 1024x1024 with scales 0.1..2.0, soft-NMS testing."""
+    cfg = load_recipe(name)
+    assert cfg.train_cfg == dict(type='EpochBasedTrainLoop', max_epochs=36, val_interval=1)
+    assert cfg.param_scheduler == load_recipe('mask_rcnn_convnext_t').param_scheduler
+    assert cfg.train_dataloader.dataset.pipeline[1:] == [
+        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        dict(type='RandomResize', scale=(1024, 1024), ratio_range=(0.1, 2.0), keep_ratio=True),
+        dict(type='RandomCrop', crop_type='absolute_range', crop_size=(1024, 1024),
+             recompute_bbox=True, allow_negative_crop=True),
+        dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackDetInputs')]
+    assert cfg.test_dataloader.dataset.pipeline[1] == dict(type='Resize', scale=(1333, 800),
+                                                           keep_ratio=True)
+    assert cfg.model.type == 'MaskRCNN'
+    assert cfg.model.test_cfg.rcnn.nms == dict(type='soft_nms', iou_threshold=0.5)
+    assert cfg.test_evaluator.metric == ['bbox', 'segm']
+
+
 @pytest.mark.parametrize('name', [name for name in COCO_TARGETS if name.startswith('cascade')])
 def test_cascade_heads_are_4conv1fc_giou_with_syncbn(name):
     model = load_recipe(name).model
@@ -112,9 +153,9 @@ def test_cascade_heads_are_4conv1fc_giou_with_syncbn(name):
     assert roi_head.mask_head.type == 'FCNMaskHead' and roi_head.mask_head.num_convs == 4
 
 
-@pytest.mark.parametrize('name', list(ADE_TARGETS))
+@pytest.mark.parametrize('name', ALL_ADE)
 def test_ade20k_160k_schedule_pipelines_and_tests(name):
-    cfg, target = load_recipe(name), ADE_TARGETS[name]
+    cfg, target = load_recipe(name), ALL_TARGETS[name]
     scale = target.input_size
     crop = (scale[1], scale[1])
     assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
@@ -147,10 +188,13 @@ def test_ade20k_160k_schedule_pipelines_and_tests(name):
 
     assert cfg.tta_model == dict(type='SegTTAModel')
     resizes, flips, *_ = cfg.tta_pipeline[1].transforms
-    ratios = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    if name in V2_ADE_TARGETS:  # V2 paper appendix A.4: five scales, no flip named
+        ratios, flip_probs = (0.75, 0.875, 1.0, 1.125, 1.25), [0.]
+    else:  # the V1 runs: six scales, each also flipped
+        ratios, flip_probs = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), [0., 1.]
     assert [resize.scale for resize in resizes] == [
         (int(scale[0] * ratio), int(scale[1] * ratio)) for ratio in ratios]
-    assert [flip.prob for flip in flips] == [0., 1.]
+    assert [flip.prob for flip in flips] == flip_probs
 
 
 # --- #params and FLOPs ----------------------------------------------------------------------
@@ -164,11 +208,12 @@ def test_complexity_counter_reproduces_mmdet_reference():
     assert round(flops / 1e12, 3) == 0.262
 
 
-@pytest.mark.parametrize('name', default_suite_unless_heavy(TARGETS))
+@pytest.mark.parametrize('name', default_suite_unless_heavy(ALL_TARGETS))
 def test_params_and_flops_match_paper(name):
-    target = TARGETS[name]
+    target = ALL_TARGETS[name]
     params, flops = measure_complexity(load_config(name), target.input_size)
-    assert params / 1e6 == pytest.approx(target.params_m, rel=PARAMS_RTOL)
+    if target.params_m is not None:
+        assert params / 1e6 == pytest.approx(target.params_m, rel=PARAMS_RTOL)
     assert flops / 1e9 == pytest.approx(target.gflops, rel=FLOPS_RTOL)
 
 
@@ -184,12 +229,15 @@ def run_and_collect_val_metrics(cfg):
 
 
 @pytest.mark.usefixtures('single_thread')
-@pytest.mark.parametrize('name', ['mask_rcnn_convnext_t', 'cascade_convnext_t'])
+@pytest.mark.parametrize('name', ['mask_rcnn_convnext_t', 'cascade_convnext_t',
+                                  'mask_rcnn_convnextv2_b'])
 def test_trains_and_evaluates_on_tiny_coco(name, tmp_path):
     data_root = tmp_path / 'coco'
     write_coco(data_root, np.random.default_rng(0))
     cfg = load_config(name)
     prepare_tiny_run(cfg, tmp_path, data_root)
+    if name in V2_TARGETS:
+        cfg.model.backbone.arch = NARROW_V2_B_ARCH
     slim_rcnn(cfg.model)
     cfg.train_cfg.max_epochs = 1  # 2 images, 2 per batch: one iteration, then validation
     for split in ('train_dataloader', 'val_dataloader'):
@@ -202,9 +250,17 @@ def test_trains_and_evaluates_on_tiny_coco(name, tmp_path):
         assert 0 <= metrics[f'coco/{metric}_mAP'] <= 1
 
 
+def tiny_ade_run(name, tmp_path):
+    cfg = tiny_upernet_run(tmp_path, name)
+    if name in V2_TARGETS:
+        cfg.model.backbone.arch = NARROW_V2_B_ARCH
+    return cfg
+
+
 @pytest.mark.usefixtures('single_thread')
-def test_trains_and_evaluates_on_tiny_ade20k(tmp_path):
-    cfg = tiny_upernet_run(tmp_path)
+@pytest.mark.parametrize('name', ['upernet_convnext_t', 'upernet_convnextv2_b'])
+def test_trains_and_evaluates_on_tiny_ade20k(name, tmp_path):
+    cfg = tiny_ade_run(name, tmp_path)
     cfg.train_cfg.update(max_iters=1, val_interval=1)
 
     metrics = run_and_collect_val_metrics(cfg)
@@ -215,7 +271,8 @@ def test_trains_and_evaluates_on_tiny_ade20k(tmp_path):
 @pytest.mark.usefixtures('single_thread')
 def test_multi_scale_flip_test_on_tiny_ade20k(tmp_path):
     """What mmseg's ``tools/test.py --tta`` runs: the config's tta_pipeline and tta_model (whole
-    image inference of each of the 12 views here; the test above covers sliding windows)."""
+    image inference of each of the 12 views here; the test above covers sliding windows; the V2
+    configs' 5 views differ only in their scales and flips, checked above)."""
     cfg = tiny_upernet_run(tmp_path)
     cfg.model.test_cfg = dict(mode='whole')
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline

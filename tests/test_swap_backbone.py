@@ -7,8 +7,8 @@ ImageNet RGB input normalisation, and its model trains one iteration on a tiny d
 real COCO / ADE20K / Cityscapes layout (heads slimmed after loading) with a finite gradient at
 the stem. Bases that cannot take a ConvNeXt pyramid (SSD, ViT, a C4 RoI head, normalisation in
 the pipeline, no backbone, another scope) and bad input are refused with nothing written. The
-#params / FLOPs print is checked once, on a small test size. The recipe table matches the paper
-configs.
+#params / FLOPs print is checked once, on a small test size. ``--v2`` swaps in ConvNeXt V2 with
+the V2 paper's recipe and checkpoints. The recipe tables match the paper configs (V1 and V2).
 """
 import math
 import subprocess
@@ -26,11 +26,11 @@ from tiny_runs import (CONFIG_DIR, divide_sizes, load_config, slim_rcnn, tiny_im
 
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
-from mmconvnext.swap import BackboneSwapError, write_swapped_config
+from mmconvnext.swap import BackboneSwapError, plan_backbone_swap, write_swapped_config
 from mmconvnext.swap.base_config import base_reference, without_scope
 from mmconvnext.swap.normalisation import normalisation_overrides
 from mmconvnext.swap.probe import convnext_placement
-from mmconvnext.swap.recipe import PAPER_RECIPES, Recipe
+from mmconvnext.swap.recipe import PAPER_RECIPES, V2_PAPER_RECIPES, Recipe
 from mmconvnext.swap.rewire import backbone_consumers, rewire_consumer, sparse_overrides
 
 TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'swap_backbone.py'
@@ -316,10 +316,22 @@ def test_prints_params_and_flops_of_base_and_swapped_at_the_base_test_size(tmp_p
     ('large', '1k', 'new.py', r'published: tiny, small, base'),
     ('tiny', 'missing.pth', 'new.py', "'missing.pth' is not 1k, 22k, none or an existing"),
     ('tiny', 'none', 'new.yaml', r'must be a \.py config'),
+    ('tiny', 'fcmae', 'new.py', "'fcmae' is not 1k, 22k, none or an existing"),  # V2 only
 ])
 def test_refuses_bad_input(arch, pretrain, output, reason, tmp_path):
     with pytest.raises(BackboneSwapError, match=reason):
         write_swapped_config(UPERNET, str(tmp_path / output), arch, pretrain)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize('arch, pretrain, reason', [
+    ('small', '1k', r"No official ImageNet-1K ConvNeXt V2 checkpoint for arch 'small'"),
+    ('atto', '22k', r'published: nano, tiny, base, large, huge'),
+    ('tiny', 'in1k', "'in1k' is not 1k, 22k, fcmae, none or an existing"),
+])
+def test_v2_refuses_checkpoints_the_authors_did_not_publish(arch, pretrain, reason, tmp_path):
+    with pytest.raises(BackboneSwapError, match=reason):
+        write_swapped_config(UPERNET, str(tmp_path / 'new.py'), arch, pretrain, v2=True)
     assert not list(tmp_path.iterdir())
 
 
@@ -441,13 +453,50 @@ def test_cli_writes_official_checkpoint_and_prints_changes_then_refuses_overwrit
     assert output.read_text() == written
 
 
+def test_cli_v2_writes_grn_backbone_with_the_v2_recipe_and_fcmae_checkpoint(tmp_path):
+    output = tmp_path / 'upernet_convnextv2_atto.py'
+
+    result = run_tool(UPERNET, '--arch', 'atto', '--v2', '--pretrain', 'fcmae', '-o', output,
+                      '--no-complexity')
+
+    assert result.returncode == 0, result.stdout[-4000:]
+    url = ('https://dl.fbaipublicfiles.com/convnext/convnextv2/pt_only/'
+           'convnextv2_atto_1k_224_fcmae.pt')
+    for line in ('-> mmconvnext.ConvNeXt V2 (use_grn=True, layer_scale_init_value=0.) arch=atto',
+                 f'model.backbone.init_cfg: Pretrained {url}',
+                 "the V2 paper's ConvNeXt V2-base ImageNet-1K segmentation recipe (stand-in: the "
+                 'V2 paper fine-tuned no atto)',
+                 f'checked: {output} loads, builds'):
+        assert line in result.stdout
+    cfg = Config.fromfile(output)
+    assert output.read_text().startswith('"""ConvNeXt V2-atto (FCMAE pretrained) in place of')
+    assert without_scope(cfg.model.backbone.to_dict()) == dict(
+        type='mmconvnext.ConvNeXt', arch='atto', out_indices=(0, 1, 2, 3), drop_path_rate=0.4,
+        use_grn=True, layer_scale_init_value=0., init_cfg=dict(type='Pretrained', checkpoint=url))
+    assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+                                               weight_decay=0.05)
+    assert cfg.optim_wrapper.paramwise_cfg == dict(decay_rate=0.9, decay_type='stage_wise',
+                                                   num_layers=5)
+
+
+def test_a_v2_only_arch_selects_v2_with_its_own_recipe():
+    swap = plan_backbone_swap('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 'huge', '1k')
+    assert "use_grn=True" in swap.text and 'layer_scale_init_value=0.0' in swap.text
+    assert 'convnextv2/im1k/convnextv2_huge_1k_224_ema.pt' in swap.text
+    assert "the V2 paper's ConvNeXt V2-huge ImageNet-1K detection recipe" in '\n'.join(
+        swap.changes)
+    assert "lr=0.0001" in swap.text and 'drop_path_rate=0.5' in swap.text
+
+
 @pytest.mark.parametrize('name', sorted(
-    path.stem for path in CONFIG_DIR.glob('*.py') if path.stem.startswith(('cascade', 'upernet'))))
+    path.stem for path in CONFIG_DIR.glob('*.py')
+    if path.stem.startswith(('cascade', 'upernet', 'mask_rcnn_convnextv2'))))
 def test_recipe_table_and_checkpoint_urls_match_the_paper_configs(name):
     cfg = load_config(name)
     backbone, optim = cfg.model.backbone, cfg.optim_wrapper
     pretrain = '22k' if '_22k_' in cfg.checkpoint_file else '1k'
-    task = 'detection' if name.startswith('cascade') else 'segmentation'
-    assert PAPER_RECIPES[task, backbone.arch, pretrain] == Recipe(
+    task = 'segmentation' if name.startswith('upernet') else 'detection'
+    v2 = 'convnextv2' in name
+    assert (V2_PAPER_RECIPES if v2 else PAPER_RECIPES)[task, backbone.arch, pretrain] == Recipe(
         backbone.drop_path_rate, optim.optimizer.lr, optim.paramwise_cfg.decay_rate)
-    assert official_checkpoint_url(backbone.arch, pretrain) == cfg.checkpoint_file
+    assert official_checkpoint_url(backbone.arch, pretrain, v2) == cfg.checkpoint_file

@@ -157,11 +157,12 @@ def slim_upernet(cfg, width):
     divide_sizes([model.data_preprocessor, model.test_cfg, cfg.tta_pipeline])
 
 
-def tiny_upernet_run(tmp_path):
-    """upernet_convnext_t on a tiny ADE20K: narrow backbone, 64 / 32-channel heads, sizes / 8."""
+def tiny_upernet_run(tmp_path, name='upernet_convnext_t'):
+    """The UperNet config ``name`` on a tiny ADE20K: narrow backbone, 64 / 32-channel heads,
+    sizes / 8."""
     data_root = tmp_path / 'ADEChallengeData2016'
     write_ade(data_root, np.random.default_rng(0))
-    cfg = load_config('upernet_convnext_t')
+    cfg = load_config(name)
     prepare_tiny_run(cfg, tmp_path, data_root)
     slim_upernet(cfg, 64)
     return cfg

@@ -4,9 +4,11 @@
 
 SRC is a local file or an http(s) URL in any format that
 :mod:`mmconvnext.models.backbones.checkpoint_formats` recognises (official, timm, mmpretrain /
-mmdet / mmseg zoos, torchvision, HuggingFace). DST receives
+mmdet / mmseg zoos, torchvision, HuggingFace, ConvNeXt V2 FCMAE pre-training). DST receives
 ``{'state_dict': backbone tensors in our layout, 'meta': {'source_format': ..., 'source': SRC}}``,
 which ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` and mmengine's ``load_checkpoint`` read.
+The keys of SRC that are not backbone tensors (heads, necks, FCMAE's decoder) are listed as
+dropped.
 
 SRC is read with ``torch.load(weights_only=True)``. ``--trust-pickle`` reads a local SRC with
 ``weights_only=False`` instead, which runs any code the file holds: use it only for a file from a
@@ -18,7 +20,7 @@ import pickle
 
 import torch
 
-from mmconvnext.models.backbones.checkpoint_formats import convert_state_dict, read_checkpoint
+from mmconvnext.models.backbones.checkpoint_formats import convert, read_checkpoint, summarise_keys
 
 
 def parse_args():
@@ -44,13 +46,16 @@ def main():
             checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
         else:
             checkpoint = read_checkpoint(args.src)
-        state_dict, source_format = convert_state_dict(checkpoint, prefix=args.prefix)
+        conversion = convert(checkpoint, prefix=args.prefix)
     except (OSError, ValueError, pickle.UnpicklingError) as err:
         raise SystemExit(f'error: {err}') from None
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
+    state_dict, source_format = conversion.state_dict, conversion.format_name
     meta = {'source_format': source_format, 'source': args.src}
     torch.save({'state_dict': state_dict, 'meta': meta}, args.dst)
     print(f'{args.dst}: {len(state_dict)} backbone tensors from a {source_format} checkpoint')
+    if conversion.dropped_keys:
+        print(f'dropped: {summarise_keys(conversion.dropped_keys)}')
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@ import os.path as osp
 from collections import namedtuple
 
 from mmconvnext.engine.optimizers.layer_decay_optim_wrapper_constructor import convnext_num_layers
-from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
+from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS, V2_ONLY_ARCHS
 from mmconvnext.models.backbones.convnext import stage_geometry
 from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
 from .base_config import SCOPE_TASKS, base_reference, load_base_config, without_scope
@@ -20,23 +20,27 @@ the user, one per change), ``scope`` ('mmdet' | 'mmseg'), the loaded base Config
 backbone's probed [(channels, stride)]."""
 
 
-def plan_backbone_swap(base, arch, pretrain='1k', output=None):
+def plan_backbone_swap(base, arch, pretrain='1k', output=None, v2=False):
     """Plan the child config of ``base`` with a ConvNeXt ``arch`` backbone.
 
     Args:
         base (str): config file or ``mmdet::`` / ``mmseg::`` path.
         arch (str): a name of :data:`ARCH_SETTINGS`.
-        pretrain (str): '1k' / '22k' (the official ImageNet checkpoint), 'none' (random init), or
-            a local checkpoint file in any format ConvNeXt's ``init_cfg`` loads.
+        pretrain (str): '1k' / '22k' (the official ImageNet checkpoint), 'fcmae' (V2 only: the
+            official self-supervised weights), 'none' (random init), or a local checkpoint file
+            in any format ConvNeXt's ``init_cfg`` loads.
         output (str, optional): where the config will be written; a file ``base`` is referenced
             relative to its folder (absolute without ``output``).
+        v2 (bool): a ConvNeXt V2 backbone (GRN, no layer scale) with the V2 paper's recipe and
+            checkpoints; implied by an arch of :data:`V2_ONLY_ARCHS`. Default False.
 
     Returns:
         BackboneSwap. Raises :class:`BackboneSwapError` where the swap cannot be done faithfully.
     """
     if arch not in ARCH_SETTINGS:
         raise BackboneSwapError(f'unknown arch {arch!r}; valid: {", ".join(ARCH_SETTINGS)}')
-    checkpoint = pretrained_checkpoint(arch, pretrain)
+    v2 = v2 or arch in V2_ONLY_ARCHS
+    checkpoint = pretrained_checkpoint(arch, pretrain, v2)
     cfg, scope = load_base_config(base)
     task = SCOPE_TASKS[scope]
     model_cfg = without_scope(cfg.model.to_dict())
@@ -45,10 +49,12 @@ def plan_backbone_swap(base, arch, pretrain='1k', output=None):
     out_indices, output_stride = convnext_placement(pyramid, base_backbone)
     depths, channels = ARCH_SETTINGS[arch]
     new_channels = [channels[i] for i in out_indices]
-    recipe, recipe_source = paper_recipe(task, arch, pretrain)
+    recipe, recipe_source = paper_recipe(task, arch, pretrain, v2)
 
     backbone = dict(_delete_=True, type='mmconvnext.ConvNeXt', arch=arch, out_indices=out_indices,
                     drop_path_rate=recipe.drop_path_rate)
+    if v2:
+        backbone.update(use_grn=True, layer_scale_init_value=0.)
     dilation = ''
     if output_stride != 32:
         backbone['output_stride'] = output_stride
@@ -59,7 +65,8 @@ def plan_backbone_swap(base, arch, pretrain='1k', output=None):
     old_channels = [channels_ for channels_, _ in pyramid]
     changes = [
         f'model.backbone: {base_backbone.get("type")} (outputs of {old_channels} channels at '
-        f'strides {[stride for _, stride in pyramid]}) -> mmconvnext.ConvNeXt arch={arch}, '
+        f'strides {[stride for _, stride in pyramid]}) -> mmconvnext.ConvNeXt '
+        f'{"V2 (use_grn=True, layer_scale_init_value=0.) " if v2 else ""}arch={arch}, '
         f'out_indices={out_indices}{dilation} ({new_channels} channels at the same strides); '
         'the base backbone\'s settings are not carried over',
         f'model.backbone.drop_path_rate={recipe.drop_path_rate} and the optimizer: {recipe_source}',
@@ -84,20 +91,22 @@ def plan_backbone_swap(base, arch, pretrain='1k', output=None):
     optim_wrapper, optim_changes = optimizer_overrides(
         cfg.get('optim_wrapper'), recipe, DECAY_TYPES[task], convnext_num_layers(depths))
     changes += optim_changes
-    text = render_config(base_reference(base, output), arch, pretrain, model, optim_wrapper)
+    text = render_config(base_reference(base, output), arch, pretrain, model, optim_wrapper, v2)
     return BackboneSwap(text, changes, scope, cfg, pyramid)
 
 
-def pretrained_checkpoint(arch, pretrain):
-    """``init_cfg`` checkpoint for ``pretrain`` ('1k' | '22k' | 'none' | a local file), or None."""
+def pretrained_checkpoint(arch, pretrain, v2=False):
+    """``init_cfg`` checkpoint for ``pretrain`` ('1k' | '22k' | 'fcmae' (``v2``) | 'none' | a
+    local file), or None."""
     if pretrain == 'none':
         return None
-    if pretrain in ('1k', '22k'):
+    official = ('1k', '22k', 'fcmae') if v2 else ('1k', '22k')
+    if pretrain in official:
         try:
-            return official_checkpoint_url(arch, pretrain)
+            return official_checkpoint_url(arch, pretrain, v2)
         except ValueError as err:
             raise BackboneSwapError(f'{err}; use --pretrain none or a checkpoint file') from None
     if not osp.isfile(pretrain):
-        raise BackboneSwapError(f'--pretrain {pretrain!r} is not 1k, 22k, none or an existing '
-                                'checkpoint file')
+        raise BackboneSwapError(f'--pretrain {pretrain!r} is not {", ".join(official)}, none or '
+                                'an existing checkpoint file')
     return osp.abspath(pretrain)

@@ -1,5 +1,6 @@
 """The optimizer of the swapped config: the paper's fine-tuning recipe for the arch and task
-(AdamW, drop-path rate, learning-rate decay), fitted into the base's optimizer wrapper."""
+(AdamW, drop-path rate, learning-rate decay), fitted into the base's optimizer wrapper; for a
+ConvNeXt V2 backbone the V2 paper's recipe."""
 from collections import namedtuple
 
 from mmconvnext.engine.optimizers.layer_decay_optim_wrapper_constructor import CUSTOM_KEY_OPTIONS
@@ -37,18 +38,37 @@ PAPER_RECIPES = {
 RECIPE_STAND_INS = {'atto': 'tiny', 'femto': 'tiny', 'pico': 'tiny', 'nano': 'tiny',
                     'huge': 'xlarge'}
 
+#: (task, arch, pretrain) -> the ConvNeXt V2 paper's recipe, as in configs/*convnextv2*
+#: (Mask R-CNN, appendix A.3; UperNet, appendix A.4; values it only sweeps as chosen there).
+V2_PAPER_RECIPES = {
+    ('detection', 'base', '1k'): Recipe(0.5, 1e-4, 0.9),
+    ('detection', 'large', '1k'): Recipe(0.5, 1e-4, 0.9),
+    ('detection', 'huge', '1k'): Recipe(0.5, 1e-4, 0.9),
+    ('segmentation', 'base', '1k'): Recipe(0.4, 1e-4, 0.9),
+    ('segmentation', 'large', '1k'): Recipe(0.4, 1e-4, 0.9),
+    ('segmentation', 'huge', '1k'): Recipe(0.4, 1e-4, 0.9),
+    ('segmentation', 'huge', '22k'): Recipe(0.4, 1e-4, 0.9),
+}
+#: archs the V2 paper did not fine-tune on COCO / ADE20K -> the arch whose recipe they take
+V2_RECIPE_STAND_INS = {'atto': 'base', 'femto': 'base', 'pico': 'base', 'nano': 'base',
+                       'tiny': 'base'}
 
-def paper_recipe(task, arch, pretrain):
+
+def paper_recipe(task, arch, pretrain, v2=False):
     """(Recipe, description) for ``arch``: the paper's row for (task, arch, pretrain), else for the
-    same arch with the other pretraining, else for its stand-in arch (RECIPE_STAND_INS)."""
-    source = RECIPE_STAND_INS.get(arch, arch)
+    same arch with other pretraining, else for its stand-in arch (RECIPE_STAND_INS); ``v2``: the
+    same from the V2 paper (V2_PAPER_RECIPES, V2_RECIPE_STAND_INS)."""
+    recipes, stand_ins, paper, name = (
+        (V2_PAPER_RECIPES, V2_RECIPE_STAND_INS, 'V2 paper', 'ConvNeXt V2') if v2 else
+        (PAPER_RECIPES, RECIPE_STAND_INS, 'paper', 'ConvNeXt'))
+    source = stand_ins.get(arch, arch)
     for data in (pretrain, '1k', '22k'):
-        if (task, source, data) in PAPER_RECIPES:
-            description = f"the paper's ConvNeXt-{source} ImageNet-{data.upper()} {task} recipe"
+        if (task, source, data) in recipes:
+            description = f"the {paper}'s {name}-{source} ImageNet-{data.upper()} {task} recipe"
             if source != arch:
-                description += f' (stand-in: the paper fine-tuned no {arch})'
-            return PAPER_RECIPES[task, source, data], description
-    raise BackboneSwapError(f'no paper recipe for arch {arch!r}')
+                description += f' (stand-in: the {paper} fine-tuned no {arch})'
+            return recipes[task, source, data], description
+    raise BackboneSwapError(f'no {paper} recipe for arch {arch!r}')
 
 
 def optimizer_overrides(base_optim_wrapper, recipe, decay_type, num_layers):

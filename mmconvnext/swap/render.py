@@ -4,12 +4,13 @@ import math
 LINE_WIDTH = 100
 
 
-def render_config(base_ref, arch, pretrain, model, optim_wrapper):
+def render_config(base_ref, arch, pretrain, model, optim_wrapper, v2=False):
     """Text of the child config: a docstring, ``_base_``, ``custom_imports``, the overrides."""
     data = {'1k': 'ImageNet-1K pretrained', '22k': 'ImageNet-22K pretrained',
+            'fcmae': 'FCMAE pretrained',
             'none': 'randomly initialised'}.get(pretrain, f'initialised from {pretrain}')
     lines = [
-        f'"""ConvNeXt-{arch} ({data}) in place of the backbone of',
+        f'"""ConvNeXt{" V2" if v2 else ""}-{arch} ({data}) in place of the backbone of',
         f'{base_ref}.',
         '',
         'Written by tools/swap_backbone.py: the backbone, the input normalisation of its weights,',

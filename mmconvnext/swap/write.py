@@ -9,20 +9,22 @@ from .errors import BackboneSwapError
 from .plan import plan_backbone_swap
 
 
-def write_swapped_config(base, output, arch, pretrain='1k', force=False, complexity=True):
+def write_swapped_config(base, output, arch, pretrain='1k', force=False, complexity=True,
+                         v2=False):
     """Plan the swap, write it to a temporary file beside ``output``, check it with
     :func:`check_swapped_config`, then move it to ``output``.
 
-    Returns the change lines, then the check's result and, with ``complexity``, the #params and
-    FLOPs of the base and swapped models at the base's test size (:func:`complexity_line`; CPU
-    time: seconds to a minute). Raises :class:`BackboneSwapError` for bad input (``output`` not
+    ``v2``: a ConvNeXt V2 backbone (:func:`plan_backbone_swap`). Returns the change lines, then
+    the check's result and, with ``complexity``, the #params and FLOPs of the base and swapped
+    models at the base's test size (:func:`complexity_line`; CPU time: seconds to a minute).
+    Raises :class:`BackboneSwapError` for bad input (``output`` not
     ``.py``, existing without ``force``) or a swap that cannot be done faithfully.
     """
     if not output.endswith('.py'):
         raise BackboneSwapError(f'output {output!r} must be a .py config file')
     if osp.exists(output) and not force:
         raise BackboneSwapError(f'output {output!r} exists; pass --force to overwrite it')
-    swap = plan_backbone_swap(base, arch, pretrain, output)
+    swap = plan_backbone_swap(base, arch, pretrain, output, v2)
     folder = osp.dirname(osp.abspath(output))
     created, missing = [], folder  # folders made here (deepest first), removed on failure
     while not osp.isdir(missing):

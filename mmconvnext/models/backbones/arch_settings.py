@@ -14,6 +14,9 @@ ARCH_SETTINGS = {
     'huge': ((3, 3, 27, 3), (352, 704, 1408, 2816)),
 }
 
+#: archs of the ConvNeXt V2 family only (no ConvNeXt V1 of that size was published)
+V2_ONLY_ARCHS = ('huge', )
+
 
 def parse_arch(arch):
     """``arch`` (name or dict) -> (depths, channels), each a tuple of 4 ints."""

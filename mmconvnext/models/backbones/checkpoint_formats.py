@@ -14,12 +14,20 @@ timm                                   ``stages.0.blocks.0.conv_dw.weight``
 mmpretrain, mmdet / mmseg model zoos   ``stages.0.0.depthwise_conv.weight``
 torchvision                            ``features.1.0.block.0.weight``
 HuggingFace transformers               ``encoder.stages.0.layers.0.dwconv.weight``
+ConvNeXt V2 FCMAE pre-training         ``encoder.stages.0.0.dwconv.kernel``
 =====================================  ============================================
 
 Keys are renamed, then kept only if they name a tensor of our layout; classification heads,
 the other parts of a detector or segmentor and unknown extras are dropped. Shapes are brought
 to ours: layer scale (C, 1, 1) and GRN (1, 1, 1, C) -> (C,); 1x1-conv pointwise weights
 (O, I, 1, 1) -> Linear (O, I).
+
+FCMAE (``convnextv2_*_1k_224_fcmae.pt``) is the state dict of the official pre-training model
+(``models/fcmae.py``): the sparse encoder under ``encoder.``, whose MinkowskiEngine layers wrap
+LayerNorms and Linears (``.ln.``, ``.linear.``), store conv kernels as ``.kernel`` and biases and
+GRN parameters as (1, C); then the decoder (``proj``, ``mask_token``, ``decoder``, ``pred``),
+which is dropped. The encoder converts as the official ``remap_checkpoint_keys`` (``utils.py``)
+does for fine-tuning (:func:`fcmae_kernel_to_conv`); every other key of such a file raises.
 
 Output norms ``norm{i}`` are loaded only from formats that define them as the per-stage output
 norms: the official dense-prediction checkpoints, mmpretrain and the mmdet / mmseg zoos (their
@@ -30,12 +38,13 @@ the ``norm3`` of mmpretrain classifiers) and HuggingFace's ``ConvNextBackbone``
 features, not a feature map, so it is dropped rather than used as ``norm3``: all four output norms
 then start alike from weight 1, bias 0, as in the official dense-prediction code.
 """
+import math
 import os
 import pickle
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import Callable, NamedTuple, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 from mmengine.logging import MMLogger
@@ -60,6 +69,41 @@ class _Format(NamedTuple):
     name: str
     first_dwconv: str  # the key that identifies the format
     rules: tuple[Rule, ...]  # re.sub(pattern, replacement) applied to every key, in order
+    # (source key, tensor) -> tensor, before renaming; None keeps the tensor
+    convert_tensor: Optional[Callable[[str, torch.Tensor], torch.Tensor]] = None
+    # None: keys outside our layout are dropped; names: only keys under these top-level
+    # modules are, any other key outside our layout raises
+    droppable: Optional[tuple[str, ...]] = None
+
+
+def fcmae_kernel_to_conv(key, kernel):
+    """A MinkowskiEngine conv kernel of an FCMAE checkpoint -> the dense conv weight.
+
+    As the official ``remap_checkpoint_keys``: a (k*k, I, O) kernel -> (O, I, k, k), a depthwise
+    (k*k, C) kernel -> (C, 1, k, k); kernel row ``w * k + h`` holds spatial position (h, w) (the
+    official reshape to (.., k, k) followed by its ``transpose(3, 2)``).
+
+    Raises:
+        ValueError: naming ``key``, for a kernel that is not 2-D or 3-D or whose first dimension
+            is not a square.
+    """
+    side = math.isqrt(kernel.shape[0]) if kernel.dim() else 0
+    if kernel.dim() not in (2, 3) or side * side != kernel.shape[0] or side == 0:
+        raise ValueError(f'FCMAE kernel {key} has shape {tuple(kernel.shape)}; expected '
+                         '(k*k, C) (depthwise) or (k*k, in, out)')
+    rows = kernel.unflatten(0, (side, side))  # (w, h, ...)
+    if kernel.dim() == 2:
+        return rows.permute(2, 1, 0).unsqueeze(1).contiguous()  # (C, 1, h, w)
+    return rows.permute(3, 2, 1, 0).contiguous()  # (O, I, h, w)
+
+
+def _fcmae_tensor(key, tensor):
+    """FCMAE encoder tensors -> dense shapes: kernels to conv weights, (1, C) biases to (C,)."""
+    if key.endswith('.kernel'):
+        return fcmae_kernel_to_conv(key, tensor)
+    if key.endswith('.bias') and tensor.dim() != 1:
+        return tensor.reshape(-1)
+    return tensor
 
 
 _FORMATS = (
@@ -99,10 +143,15 @@ _FORMATS = (
         (r'\.grn\.bias$', '.grn.beta'),
         (r'^hidden_states_norms\.stage([1-4])\.', lambda m: f'norm{int(m[1]) - 1}.'),
     )),
+    _Format('fcmae', 'encoder.stages.0.0.dwconv.kernel', (
+        (r'^encoder\.', ''),
+        (r'\.kernel$', '.weight'),
+        (r'\.(ln|linear)\.', '.'),
+    ), _fcmae_tensor, ('proj', 'mask_token', 'decoder', 'pred')),
 )
 
 
-class _Conversion(NamedTuple):
+class Conversion(NamedTuple):
     state_dict: dict  # our layout
     format_name: str
     dropped_keys: list  # source keys that are not part of our layout (heads, necks, ...)
@@ -166,9 +215,10 @@ def convert_state_dict(state_dict, prefix=None):
             ``convnextv2.`` where present, dropping the keys outside them.
 
     Raises:
-        ValueError: no key under ``prefix``, or an unrecognised format.
+        ValueError: no key under ``prefix``, an unrecognised format, or (FCMAE) a kernel of a
+            wrong shape or a key outside the encoder and the decoder; the message names the key.
     """
-    conversion = _convert(state_dict, prefix)
+    conversion = convert(state_dict, prefix)
     return conversion.state_dict, conversion.format_name
 
 
@@ -183,7 +233,7 @@ def load_pretrained(model, checkpoint, prefix=None, map_location='cpu'):
     """
     source = read_checkpoint(checkpoint, map_location)
     try:
-        conversion = _convert(source, prefix)
+        conversion = convert(source, prefix)
     except ValueError as err:
         raise ValueError(f'{checkpoint}: {err}') from None
     loaded, expected = conversion.state_dict, model.state_dict()
@@ -217,7 +267,8 @@ def load_pretrained(model, checkpoint, prefix=None, map_location='cpu'):
     MMLogger.get_current_instance().info('\n  '.join(report))
 
 
-def _convert(checkpoint, prefix):
+def convert(checkpoint, prefix=None):
+    """:func:`convert_state_dict` -> :class:`Conversion`, which also lists the dropped keys."""
     state_dict = _unwrap(checkpoint)
     dropped = []
     if prefix:
@@ -240,13 +291,18 @@ def _convert(checkpoint, prefix):
         for pattern, replacement in fmt.rules:
             new_key = re.sub(pattern, replacement, new_key)
         if _OUR_KEY.fullmatch(new_key) and torch.is_tensor(tensor):
+            if fmt.convert_tensor is not None:
+                tensor = fmt.convert_tensor(key, tensor)
             converted[new_key] = _our_shape(new_key, tensor)
-        else:
+        elif fmt.droppable is None or key.split('.')[0] in fmt.droppable:
             dropped.append(key)
+        else:
+            raise ValueError(f'{key} of the {fmt.name} checkpoint is neither a ConvNeXt tensor '
+                             f'nor under the modules dropped ({", ".join(fmt.droppable)})')
     name = fmt.name
     if name == 'official':
         name += ' classification' if 'head.weight' in state_dict else ' dense-prediction'
-    return _Conversion(converted, name, dropped)
+    return Conversion(converted, name, dropped)
 
 
 def _unwrap(checkpoint):

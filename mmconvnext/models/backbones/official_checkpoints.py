@@ -1,8 +1,12 @@
-"""The ConvNeXt authors' ImageNet classification checkpoints that dense-prediction fine-tuning
-starts from (the ``checkpoint_file`` of the paper configs under ``configs/``).
+"""The ConvNeXt authors' checkpoints that dense-prediction fine-tuning starts from (the
+``checkpoint_file`` of the paper configs under ``configs/``).
 
-ImageNet-1K: the non-EMA 224 files of T / S / B; ImageNet-22K: the 224 files of T..XL (the
-22K-trained weights, before any 1K fine-tuning). All hold the weights under the key ``model``.
+ConvNeXt: the ImageNet-1K non-EMA 224 files of T / S / B and the ImageNet-22K 224 files of
+T..XL (the 22K-trained weights, before any 1K fine-tuning). ConvNeXt V2 (README of
+facebookresearch/ConvNeXt-V2): the FCMAE pre-trained weights of every size, the FCMAE +
+ImageNet-1K fine-tuned EMA files of every size, and the FCMAE + ImageNet-22K + ImageNet-1K
+fine-tuned EMA files of N..H (224; H only at 384 and 512, of which we name the 384 one, the
+resolution of its 22K fine-tuning). All hold the weights under the key ``model``.
 """
 OFFICIAL_CHECKPOINT_HOST = 'https://dl.fbaipublicfiles.com/convnext/'
 
@@ -13,14 +17,29 @@ OFFICIAL_CHECKPOINT_ARCHS = {
     '22k': ('tiny', 'small', 'base', 'large', 'xlarge'),
 }
 
+_V2_ALL = ('atto', 'femto', 'pico', 'nano', 'tiny', 'base', 'large', 'huge')
+#: V2 pretraining ('fcmae' | '1k' | '22k') -> {arch: file under ``convnextv2/`` on the host}.
+OFFICIAL_V2_CHECKPOINTS = {
+    'fcmae': {arch: f'pt_only/convnextv2_{arch}_1k_224_fcmae.pt' for arch in _V2_ALL},
+    '1k': {arch: f'im1k/convnextv2_{arch}_1k_224_ema.pt' for arch in _V2_ALL},
+    '22k': {**{arch: f'im22k/convnextv2_{arch}_22k_224_ema.pt'
+               for arch in ('nano', 'tiny', 'base', 'large')},
+            'huge': 'im22k/convnextv2_huge_22k_384_ema.pt'},
+}
 
-def official_checkpoint_url(arch, pretrain):
-    """URL of the official ``pretrain`` ('1k' | '22k') classification checkpoint of ``arch``."""
-    if pretrain not in OFFICIAL_CHECKPOINT_ARCHS:
-        raise ValueError(f'Unknown pretraining {pretrain!r}; valid: '
-                         f'{", ".join(OFFICIAL_CHECKPOINT_ARCHS)}')
-    archs = OFFICIAL_CHECKPOINT_ARCHS[pretrain]
-    if arch not in archs:
-        raise ValueError(f'No official ImageNet-{pretrain.upper()} ConvNeXt checkpoint for arch '
-                         f'{arch!r}; published: {", ".join(archs)}')
-    return f'{OFFICIAL_CHECKPOINT_HOST}convnext_{arch}_{pretrain}_224.pth'
+
+def official_checkpoint_url(arch, pretrain, v2=False):
+    """URL of the official ``pretrain`` checkpoint of ``arch``: '1k' | '22k' (V1 and V2) or
+    'fcmae' (V2 only, the self-supervised weights)."""
+    if v2:
+        files, version = OFFICIAL_V2_CHECKPOINTS, 'ConvNeXt V2'
+    else:
+        files, version = {data: {arch: f'convnext_{arch}_{data}_224.pth' for arch in archs}
+                          for data, archs in OFFICIAL_CHECKPOINT_ARCHS.items()}, 'ConvNeXt'
+    if pretrain not in files:
+        raise ValueError(f'Unknown {version} pretraining {pretrain!r}; valid: {", ".join(files)}')
+    if arch not in files[pretrain]:
+        data = 'FCMAE' if pretrain == 'fcmae' else f'ImageNet-{pretrain.upper()}'
+        raise ValueError(f'No official {data} {version} checkpoint for arch {arch!r}; '
+                         f'published: {", ".join(files[pretrain])}')
+    return OFFICIAL_CHECKPOINT_HOST + ('convnextv2/' if v2 else '') + files[pretrain][arch]
