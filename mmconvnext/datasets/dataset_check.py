@@ -20,7 +20,8 @@ with ``decode``.
 import json
 import multiprocessing
 import os.path as osp
-from collections import Counter, defaultdict
+from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -35,6 +36,8 @@ from .label_maps import label_map_problems
 #: The dataloaders whose datasets are checked (as ``runner_setup``'s ``(dataloader, evaluator)``
 #: pairs; the evaluators' files are not needed here).
 CHECKED_SPLITS = (('train_dataloader', None), ('val_dataloader', None))
+#: The keys of a COCO image entry that the dataset reads.
+IMAGE_KEYS = ('file_name', 'height', 'width')
 #: Files per batch handed to a worker process.
 CHUNK_SIZE = 64
 
@@ -82,25 +85,29 @@ def check_config_datasets(cfg, workers=1, decode=False):
     Raises :class:`SetupError` for a dataset of another kind than the two above.
     """
     init_default_scope(cfg.get('default_scope'))
-    reports = []
-    for split, _ in CHECKED_SPLITS:
-        if not cfg.get(split):
-            continue
-        for where, dataset_cfg in leaf_dataset_configs(cfg[split]['dataset'], f'{split}.dataset'):
-            dataset = DATASETS.build({**dataset_cfg, 'lazy_init': True})
-            reports.append(check_dataset(dataset, dataset_cfg, where, workers, decode))
+    # The workers start before any annotation file is loaded: they need none of it.
+    with multiprocessing.Pool(workers) if workers > 1 else nullcontext() as pool:
+        reports = []
+        for split, _ in CHECKED_SPLITS:
+            if not cfg.get(split):
+                continue
+            for where, dataset_cfg in leaf_dataset_configs(cfg[split]['dataset'],
+                                                           f'{split}.dataset'):
+                dataset = DATASETS.build({**dataset_cfg, 'lazy_init': True})
+                reports.append(check_dataset(dataset, dataset_cfg, where, pool, decode))
     return reports
 
 
-def check_dataset(dataset, dataset_cfg, where, workers=1, decode=False):
-    """The :class:`DatasetReport` of a lazily built ``dataset`` (its config: ``dataset_cfg``)."""
+def check_dataset(dataset, dataset_cfg, where, pool=None, decode=False):
+    """The :class:`DatasetReport` of a lazily built ``dataset`` (its config: ``dataset_cfg``);
+    files are checked in ``pool`` (a ``multiprocessing.Pool``), or here if None."""
     from mmdet.datasets import CocoDataset
     from mmseg.datasets import BaseSegDataset
     if isinstance(dataset, CocoDataset):
         return _check_coco(dataset, _loads_masks(dataset_cfg.get('pipeline', [])), where,
-                           workers, decode)
+                           pool, decode)
     if isinstance(dataset, BaseSegDataset):
-        return _check_segmentation(dataset, where, workers, decode)
+        return _check_segmentation(dataset, where, pool, decode)
     raise SetupError(f'{where}: {type(dataset).__name__} is neither a COCO-style dataset (mmdet '
                      'CocoDataset) nor a segmentation dataset (mmseg BaseSegDataset)')
 
@@ -121,7 +128,7 @@ def _loads_masks(transforms):
     return False
 
 
-def _check_coco(dataset, with_mask, where, workers, decode):
+def _check_coco(dataset, with_mask, where, pool, decode):
     report = DatasetReport(where, f'{type(dataset).__name__} {dataset.ann_file}')
     with open(dataset.ann_file) as file:
         coco = json.load(file)
@@ -129,43 +136,42 @@ def _check_coco(dataset, with_mask, where, workers, decode):
     category_ids = {category['id'] for category in coco['categories']
                     if category['name'] in classes}
     images = {image['id']: image for image in coco['images']}
-    annotations = defaultdict(list)
-    for annotation in coco['annotations']:
-        annotations[annotation['image_id']].append(annotation)
-    repeated = [annotation_id for annotation_id, count in
-                Counter(annotation['id'] for annotation in coco['annotations']).items()
-                if count > 1]
-    for annotation_id in repeated:
-        report.problems.append(Problem(dataset.ann_file, f'annotation id {annotation_id}',
-                                       'annotation id used more than once (CocoDataset fails)'))
-    for image_id in annotations.keys() - images.keys():
-        for annotation in annotations[image_id]:
+    image_folder = dataset.data_prefix['img']
+    # Image files in the workers (only path and size travel to them), annotations here.
+    items = [(osp.join(image_folder, str(image.get('file_name'))), image)
+             for image in images.values()]
+    report.problems.extend(_run(partial(_coco_image_problems, decode=decode), items, pool,
+                                f'{where} images'))
+    for annotation in tqdm(coco['annotations'], desc=f'{where} annotations', unit='annotation',
+                           mininterval=1):
+        image = images.get(annotation.get('image_id'))
+        if image is None:
             report.problems.append(Problem(
-                dataset.ann_file, f'annotation id {annotation["id"]}',
-                f'image id {image_id} not among the images (annotation never used)'))
-    check = partial(_coco_image_problems, image_folder=dataset.data_prefix['img'],
-                    category_ids=category_ids, with_mask=with_mask, decode=decode)
-    items = [(image, annotations.get(image_id, [])) for image_id, image in images.items()]
-    report.problems.extend(_run(check, items, workers, where))
+                dataset.ann_file, f'annotation id {annotation.get("id")}',
+                f'image id {annotation.get("image_id")} not among the images (never used)'))
+        elif all(key in image for key in IMAGE_KEYS):
+            report.problems.extend(
+                Problem(osp.join(image_folder, image['file_name']),
+                        f'image id {image["id"]}, annotation id {annotation.get("id")}', message)
+                for message in annotation_problems(annotation, image, category_ids, with_mask))
+    repeated = Counter(annotation.get('id') for annotation in coco['annotations'])
+    report.problems.extend(
+        Problem(dataset.ann_file, f'annotation id {annotation_id}',
+                f'annotation id used {count} times (CocoDataset fails)')
+        for annotation_id, count in repeated.items() if count > 1)
     report.counts.update(images=len(images), annotations=len(coco['annotations']))
     return report
 
 
-def _coco_image_problems(item, image_folder, category_ids, with_mask, decode):
-    image, annotations = item
-    image_ids = f'image id {image["id"]}'
-    if any(key not in image for key in ('file_name', 'height', 'width')):
-        return [Problem(str(image.get('file_name')), image_ids,
-                        'image entry lacks file_name, height or width')]
-    path = osp.join(image_folder, image['file_name'])
-    size, problems = _image_problems(path, image_ids, decode)
+def _coco_image_problems(item, decode):
+    path, image = item
+    ids = f'image id {image["id"]}'
+    if not all(key in image for key in IMAGE_KEYS):
+        return [Problem(path, ids, f'image entry lacks one of {", ".join(IMAGE_KEYS)}')]
+    size, problems = _image_problems(path, ids, decode)
     if size is not None and size != (image['height'], image['width']):
-        problems.append(Problem(path, image_ids, f'image is {size[1]}x{size[0]}, its annotation '
-                                f'says {image["width"]}x{image["height"]}'))
-    for annotation in annotations:
-        problems.extend(
-            Problem(path, f'{image_ids}, annotation id {annotation.get("id")}', message)
-            for message in annotation_problems(annotation, image, category_ids, with_mask))
+        problems.append(Problem(path, ids, f'image is {size[1]}x{size[0]}, its annotation says '
+                                f'{image["width"]}x{image["height"]}'))
     return problems
 
 
@@ -177,13 +183,13 @@ def _image_problems(path, ids, decode):
         return None, [Problem(path, ids, f'image {error}')]
 
 
-def _check_segmentation(dataset, where, workers, decode):
+def _check_segmentation(dataset, where, pool, decode):
     dataset.full_init()
     report = DatasetReport(where, f'{type(dataset).__name__} {dataset.data_prefix["img_path"]}')
     check = partial(_segmentation_sample_problems, num_classes=len(dataset.metainfo['classes']),
                     reduce_zero_label=dataset.reduce_zero_label, decode=decode)
     items = [(index, dataset.get_data_info(index)) for index in range(len(dataset))]
-    report.problems.extend(_run(check, items, workers, where))
+    report.problems.extend(_run(check, items, pool, f'{where} images'))
     report.counts.update({'images': len(items), 'label maps': sum(
         bool(info.get('seg_map_path')) for _, info in items)})
     return report
@@ -200,18 +206,11 @@ def _segmentation_sample_problems(item, num_classes, reduce_zero_label, decode):
     return problems
 
 
-def _run(check, items, workers, description):
-    """Problems of ``check(item)`` for each item, in order; ``workers`` processes (1: this one),
+def _run(check, items, pool, description):
+    """Problems of ``check(item)`` for each item, in order, checked in ``pool`` (None: here),
     with a progress bar (tqdm, on stderr)."""
+    results = pool.imap(check, items, chunksize=CHUNK_SIZE) if pool else map(check, items)
     problems = []
-    with tqdm(total=len(items), desc=description, unit='file', mininterval=1) as bar:
-        if workers > 1:
-            with multiprocessing.Pool(workers) as pool:
-                for found in pool.imap(check, items, chunksize=CHUNK_SIZE):
-                    problems.extend(found)
-                    bar.update()
-        else:
-            for item in items:
-                problems.extend(check(item))
-                bar.update()
+    for found in tqdm(results, total=len(items), desc=description, unit='file', mininterval=1):
+        problems.extend(found)
     return problems
