@@ -110,11 +110,11 @@ def test_skipped_coco_samples_are_counted_in_the_log_with_dataloader_workers(bad
 
 
 def write_bad_label_maps(root):
-    """Into a tiny ADE20K: training 0.png holds value 200, training 1.png is 8 px too narrow,
-    validation 2.png is missing."""
+    """Into a tiny ADE20K: training 0.png holds value 200 (not a class) where it held class 3,
+    training 1.png is 8 px too narrow, validation 2.png is missing."""
     labels = root / 'annotations'
     label = cv2.imread(str(labels / 'training' / '0.png'), cv2.IMREAD_UNCHANGED)
-    label[10:12, 10:12] = 200
+    label[label == 3] = 200
     cv2.imwrite(str(labels / 'training' / '0.png'), label)
     label = cv2.imread(str(labels / 'training' / '1.png'), cv2.IMREAD_UNCHANGED)
     cv2.imwrite(str(labels / 'training' / '1.png'), label[:, 8:])
@@ -140,15 +140,27 @@ def test_check_dataset_names_each_bad_ade20k_label_map(tmp_path, capsys):
     assert out.rstrip().endswith('3 problems found')
 
 
-def test_ade20k_training_names_a_missing_label_map(tmp_path):
+def test_ade20k_training_names_each_bad_label_map(tmp_path):
     config = ade_config(tmp_path, max_iters=1, checkpoint_interval=1)
-    label_map = tmp_path / 'ADEChallengeData2016' / 'annotations' / 'training' / '0.png'
-    label_map.unlink()
-    image = tmp_path / 'ADEChallengeData2016' / 'images' / 'training' / '0.jpg'
-    with pytest.raises(BadSampleError, match=re.escape(
-            f'CheckedADE20KDataset: dataset index 0, image {image}, label map {label_map}: '
-            'FileNotFoundError')):
-        built_train_dataset(config)[0]
+    root = tmp_path / 'ADEChallengeData2016'
+    write_bad_label_maps(root)
+    dataset = built_train_dataset(config)
+
+    def raises_naming(index, error):
+        image = root / 'images' / 'training' / f'{index}.jpg'
+        label_map = root / 'annotations' / 'training' / f'{index}.png'
+        return pytest.raises(BadSampleError, match=re.escape(
+            f'CheckedADE20KDataset: dataset index {index}, image {image}, label map {label_map}: '
+            f'{error}'))
+
+    with raises_naming(0, 'ValueError: labels [199] (stored value - 1: reduce_zero_label) '
+                       'outside the classes 0..149 and 255'):
+        dataset[0]
+    with raises_naming(1, 'ValueError: label map 88x64, image 96x64'):
+        dataset[1]
+    (root / 'annotations' / 'training' / '0.png').unlink()
+    with raises_naming(0, 'FileNotFoundError'):
+        dataset[0]
 
 
 @pytest.mark.parametrize('extension, message', [

@@ -13,8 +13,9 @@ class BadSampleError(RuntimeError):
 class SampleGuardMixin:
     """Mix into an mmengine ``BaseDataset`` subclass (before it, so its ``prepare_data`` wraps).
 
-    A sample whose loading or transform raises raises :class:`BadSampleError` naming the dataset
-    index, the image / label-map files (and COCO image id) and the original error. With
+    A sample whose loading or transform raises, or that :meth:`check_sample` refuses, raises
+    :class:`BadSampleError` naming the dataset index, the image / label-map files (and COCO image
+    id) and the original error. With
     ``skip_bad_samples=True`` a training dataset (not ``test_mode``: evaluating fewer samples
     would change the metrics) logs a warning instead, counts the sample in
     :attr:`skipped_samples` and lets mmengine's ``BaseDataset.__getitem__`` draw another index
@@ -33,7 +34,10 @@ class SampleGuardMixin:
 
     def prepare_data(self, idx):
         try:
-            return super().prepare_data(idx)
+            sample = super().prepare_data(idx)
+            if sample is not None:
+                self.check_sample(idx, sample)
+            return sample
         except Exception as error:
             message = (f'{type(self).__name__}: {self.describe_sample(idx)}: '
                        f'{type(error).__name__}: {error}')
@@ -43,6 +47,11 @@ class SampleGuardMixin:
                 self.skipped_samples.value += 1
             print_log(f'skipped {message}', logger='current', level=logging.WARNING)
             return None
+
+    def check_sample(self, idx, sample):
+        """Raise an exception if ``sample`` (sample ``idx`` transformed) would fail later, outside
+        the dataset (in collation or the loss), where the error could not name it, or would
+        train on wrong targets. Here: nothing."""
 
     def describe_sample(self, idx):
         """``dataset index N, image PATH[, label map PATH][, image id N]`` of sample ``idx``."""
