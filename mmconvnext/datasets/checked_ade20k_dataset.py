@@ -20,14 +20,22 @@ class CheckedADE20KDataset(SampleGuardMixin, ADE20KDataset):
     """
 
     def check_sample(self, idx, sample):
-        data_sample = sample['data_samples']
+        data_samples = sample['data_samples']
+        # Test-time augmentation packs a list of augmented samples.
+        data_samples = data_samples if isinstance(data_samples, list) else [data_samples]
+        data_samples = [data_sample for data_sample in data_samples if 'gt_sem_seg' in data_sample]
+        if not data_samples:
+            return  # a pipeline without LoadAnnotations
         with Image.open(self.get_data_info(idx)['seg_map_path']) as label_image:
             label_width, label_height = label_image.size
-        image_height, image_width = data_sample.ori_shape
+        image_height, image_width = data_samples[0].ori_shape
         if (label_height, label_width) != (image_height, image_width):
             raise ValueError(f'label map {label_width}x{label_height}, image '
                              f'{image_width}x{image_height}')
-        labels = data_sample.gt_sem_seg.data
+        for data_sample in data_samples:
+            self._check_labels(data_sample.gt_sem_seg.data)
+
+    def _check_labels(self, labels):
         num_classes = len(self.metainfo['classes'])
         outside = labels[(labels >= num_classes) & (labels != IGNORE_INDEX)].unique().tolist()
         if outside:
