@@ -40,11 +40,9 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 # A sample that fails to load or transform stops training with an error naming its file and
-# index; skip_bad_samples=True skips it instead, logs it and counts it (``skipped_samples`` in
-# the log). The annotations CocoDataset drops are reported once at start.
-train_dataloader = dict(
-    dataset=dict(
-        type='mmconvnext.CheckedCocoDataset', skip_bad_samples=False, pipeline=train_pipeline))
+# index; dataset.skip_bad_samples=True (default False) skips it instead, logs it and counts it
+# (``skipped_samples`` in the log). The annotations CocoDataset drops are reported at start.
+train_dataloader = dict(dataset=dict(type='mmconvnext.CheckedCocoDataset', pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(type='mmconvnext.CheckedCocoDataset'))
 test_dataloader = val_dataloader
 custom_hooks = [dict(type='mmconvnext.SkippedSamplesHook')]
