@@ -16,6 +16,7 @@ from tiny_runs import (ade_config, load_tool, run_tool, tiny_mask_rcnn_config, t
                        write_config)
 
 from mmconvnext.datasets import BadSampleError
+from mmconvnext.datasets.dataset_check import leaf_dataset_configs
 from mmconvnext.datasets.image_files import ImageFileError, image_size
 from mmconvnext.datasets.label_maps import label_map_problems
 
@@ -79,6 +80,29 @@ def built_train_dataset(config):
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     dataset.full_init()
     return dataset
+
+
+def test_dataset_wrappers_are_looked_through():
+    wrapped = dict(type='ConcatDataset', datasets=[
+        dict(type='RepeatDataset', times=2, dataset=dict(type='CocoDataset')),
+        dict(type='CocoDataset', ann_file='b.json')])
+    assert list(leaf_dataset_configs(wrapped, 'train_dataloader.dataset')) == [
+        ('train_dataloader.dataset.datasets[0].dataset', dict(type='CocoDataset')),
+        ('train_dataloader.dataset.datasets[1]', dict(type='CocoDataset', ann_file='b.json'))]
+
+
+def test_check_dataset_refuses_other_datasets_and_names_a_missing_data_root(tmp_path, capsys):
+    config = str(tiny_mask_rcnn_config(tmp_path))
+    check_dataset = load_tool('check_dataset.py')
+    assert check_dataset.main([config, '--cfg-options',
+                               'train_dataloader.dataset.type=VOCDataset']) == 2
+    assert ('tools/check_dataset.py: error: train_dataloader.dataset: VOCDataset is neither a '
+            'COCO-style dataset') in capsys.readouterr().err
+    missing = tmp_path / 'missing'
+    assert check_dataset.main([config, '--cfg-options',
+                               f'train_dataloader.dataset.data_root={missing}']) == 2
+    assert (f'tools/check_dataset.py: error: train_dataloader.dataset.data_root: {missing} does '
+            'not exist') in capsys.readouterr().err
 
 
 def test_coco_training_names_the_bad_sample_and_reports_dropped_annotations(bad_coco, capsys):

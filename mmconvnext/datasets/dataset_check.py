@@ -82,7 +82,8 @@ def leaf_dataset_configs(dataset_cfg, where):
 def check_config_datasets(cfg, workers=1, decode=False):
     """A :class:`DatasetReport` per dataset of :data:`CHECKED_SPLITS` in ``cfg``.
 
-    Raises :class:`SetupError` for a dataset of another kind than the two above.
+    Raises :class:`SetupError` for a dataset that is neither COCO-style nor an mmseg
+    segmentation dataset.
     """
     init_default_scope(cfg.get('default_scope'))
     # The workers start before any annotation file is loaded: they need none of it.
