@@ -7,6 +7,7 @@ scope, then the location for the key.
 """
 from importlib import import_module
 
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -20,6 +21,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     scope='mmconvnext', locations=['mmconvnext.engine.optimizers'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmconvnext',
                  locations=['mmconvnext.engine.hooks'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmconvnext',
+                    locations=['mmconvnext.datasets'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmconvnext',
                    locations=['mmconvnext.evaluation'])
 

@@ -175,7 +175,7 @@ def test_ade20k_160k_schedule_pipelines_and_tests(name):
     assert model.test_cfg == dict(mode='slide', crop_size=crop, stride=(stride, stride))
 
     train = cfg.train_dataloader.dataset.pipeline
-    assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'
+    assert cfg.train_dataloader.dataset.type == 'mmconvnext.CheckedADE20KDataset'
     assert train[1] == dict(type='LoadAnnotations', reduce_zero_label=True)
     assert train[2] == dict(type='RandomResize', scale=scale, ratio_range=(0.5, 2.0),
                             keep_ratio=True)

@@ -3,8 +3,10 @@
 On top of mmdet's COCO instance data, 1x schedule and runtime: the DETR-style train augmentation,
 36 epochs with the LR divided by 10 after epochs 27 and 33 (mmdet's 500-iteration linear warm-up
 kept), AdamW with weight decay 0.05 under the layer-wise LR decay constructor, in mixed precision.
-Batch 2 per GPU as in mmdet (16 on 8 GPUs, ``auto_scale_lr.base_batch_size``). Each model config
-sets its ``lr``, ``decay_rate`` and ``num_layers``; fp32 models set ``type='OptimWrapper'``.
+Batch 2 per GPU as in mmdet (16 on 8 GPUs, ``auto_scale_lr.base_batch_size``). The datasets
+name bad samples and report the annotations they drop (``mmconvnext.CheckedCocoDataset``). Each
+model config sets its ``lr``, ``decay_rate`` and ``num_layers``; fp32 models set
+``type='OptimWrapper'``.
 """
 _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
@@ -37,7 +39,13 @@ train_pipeline = [
         ]),
     dict(type='PackDetInputs'),
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+# A sample that fails to load or transform stops training with an error naming its file and
+# index; dataset.skip_bad_samples=True (default False) skips it instead, logs it and counts it
+# (``skipped_samples`` in the log). The annotations CocoDataset drops are reported at start.
+train_dataloader = dict(dataset=dict(type='mmconvnext.CheckedCocoDataset', pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(type='mmconvnext.CheckedCocoDataset'))
+test_dataloader = val_dataloader
+custom_hooks = [dict(type='mmconvnext.SkippedSamplesHook')]
 
 max_epochs = 36
 train_cfg = dict(max_epochs=max_epochs)

@@ -27,5 +27,8 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=160000),
 ]
 
+# The number of bad training samples skipped (data pieces: skip_bad_samples) in the log.
+custom_hooks = [dict(type='mmconvnext.SkippedSamplesHook')]
+
 # Batch 2 per GPU on 8 GPUs (set in the data pieces).
 auto_scale_lr = dict(enable=False, base_batch_size=16)

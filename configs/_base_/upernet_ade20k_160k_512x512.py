@@ -11,7 +11,12 @@ model = dict(
     data_preprocessor=dict(size=_base_.crop_size),
     test_cfg=dict(mode='slide', crop_size=_base_.crop_size, stride=(341, 341)))
 
-train_dataloader = dict(batch_size=2)
+# A sample that fails to load or transform stops training with an error naming its files and
+# index; dataset.skip_bad_samples=True (default False) skips it instead, logs it and counts it
+# (``skipped_samples`` in the log; ``mmconvnext.SkippedSamplesHook`` in upernet_ade20k_160k.py).
+train_dataloader = dict(batch_size=2, dataset=dict(type='mmconvnext.CheckedADE20KDataset'))
+val_dataloader = dict(dataset=dict(type='mmconvnext.CheckedADE20KDataset'))
+test_dataloader = val_dataloader
 
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
