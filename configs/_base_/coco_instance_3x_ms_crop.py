@@ -5,6 +5,7 @@ On top of mmdet's COCO instance data, 1x schedule and runtime: the DETR-style tr
 kept), AdamW with weight decay 0.05 under the layer-wise LR decay constructor, in mixed precision.
 Batch 2 per GPU as in mmdet (16 on 8 GPUs, ``auto_scale_lr.base_batch_size``). Each model config
 sets its ``lr``, ``decay_rate`` and ``num_layers``; fp32 models set ``type='OptimWrapper'``.
+``mmconvnext.NonFiniteStepHook`` stops a run at a non-finite loss or gradient (docs/training.md).
 """
 _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
@@ -57,3 +58,5 @@ optim_wrapper = dict(
     constructor='mmconvnext.LearningRateDecayOptimizerConstructor',
     paramwise_cfg=dict(decay_type='layer_wise'),
     optimizer=dict(_delete_=True, type='AdamW', betas=(0.9, 0.999), weight_decay=0.05))
+
+custom_hooks = [dict(type='mmconvnext.NonFiniteStepHook')]

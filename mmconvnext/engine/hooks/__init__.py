@@ -1,8 +1,10 @@
-from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, latest_checkpoint
+from .atomic_checkpoint_hook import (AtomicCheckpointHook, AtomicLocalBackend, DiskFullError,
+                                     latest_checkpoint)
 from .lr_range_hook import LrRangeHook
+from .non_finite_step_hook import NonFiniteStepError, NonFiniteStepHook
 from .progress_bar_hook import ProgressBarHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'LrRangeHook', 'ProgressBarHook',
-    'latest_checkpoint'
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'DiskFullError', 'LrRangeHook',
+    'NonFiniteStepError', 'NonFiniteStepHook', 'ProgressBarHook', 'latest_checkpoint'
 ]
