@@ -8,6 +8,7 @@ GradScaler) each skipped step is logged and too many in a row stop the run.
 """
 import json
 import re
+from importlib import import_module
 from unittest import mock
 
 import pytest
@@ -166,6 +167,13 @@ def test_tools_train_stops_the_issues_mask_rcnn_at_the_poisoned_epoch(tmp_path):
     assert_checkpoints_untouched(work_dir, 'epoch_1.pth')
     assert upstream_deprecations(out) == []
     assert 'UserWarning: no GPU: AmpOptimWrapper replaced by OptimWrapper' in out  # ours stays
+
+
+def test_the_hook_builds_in_mmdet_and_mmseg_configs():
+    for scope in ('mmdet', 'mmseg'):
+        hooks = import_module(f'{scope}.registry').HOOKS
+        for name in ('mmconvnext.NonFiniteStepHook', 'NonFiniteStepHook'):
+            assert isinstance(hooks.build(dict(type=name)), NonFiniteStepHook), (scope, name)
 
 
 def test_max_skips_in_row_is_checked():

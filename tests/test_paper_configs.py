@@ -11,7 +11,8 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.runner import Runner
 from paper_targets import ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS
-from tiny_runs import load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run, write_coco
+from tiny_runs import (CONFIG_DIR, load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run,
+                       write_coco)
 
 from mmconvnext.analysis import measure_complexity
 from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
@@ -52,6 +53,14 @@ def test_backbone_is_the_plugin_convnext_with_official_checkpoint_and_matching_n
     else:
         assert cfg.model.decode_head.in_channels == channels
         assert cfg.model.auxiliary_head.in_channels == channels[2]
+
+
+@pytest.mark.parametrize('name', sorted(
+    str(path.relative_to(CONFIG_DIR).with_suffix(''))
+    for path in [*CONFIG_DIR.glob('*.py'), *CONFIG_DIR.glob('demo/*.py')]))
+def test_every_config_stops_at_a_non_finite_step(name):
+    """Paper and demo configs: ``NonFiniteStepHook`` from ``configs/_base_/``."""
+    assert load_config(name).custom_hooks == [dict(type='mmconvnext.NonFiniteStepHook')]
 
 
 @pytest.mark.parametrize('name', list(TARGETS))
