@@ -5,6 +5,7 @@ The partial temporary file is removed, the previous checkpoint stays byte-identi
 ``last_checkpoint`` still names it, and the run stops with a message that names the file, the
 free space and the last complete checkpoint.
 """
+import os
 import re
 import shutil
 
@@ -20,6 +21,9 @@ from mmconvnext.engine.hooks import AtomicLocalBackend, DiskFullError
 def test_a_full_disk_leaves_the_previous_file_and_no_temporary_file(tmp_path):
     target = tmp_path / 'epoch_1.pth'
     AtomicLocalBackend().put(b'complete checkpoint', target)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it
 
     with disk_full(), pytest.raises(DiskFullError) as raised:
         AtomicLocalBackend().put(b'x' * 3 * 2**20, target)

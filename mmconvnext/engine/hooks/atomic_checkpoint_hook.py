@@ -38,6 +38,13 @@ class DiskFullError(OSError):
     and the bytes needed. The previous version of the file is untouched."""
 
 
+def _umask():
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _mib(size):
     return f'{size / 2**20:.1f} MiB'
 
@@ -55,6 +62,7 @@ class AtomicLocalBackend(LocalBackend):
         fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f'.{osp.basename(filepath)}.',
                                         suffix='.tmp')
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would create
             with os.fdopen(fd, 'wb') as file:
                 file.write(obj)
                 file.flush()
