@@ -4,6 +4,8 @@
 
 - :class:`PoisonWeightsHook`: NaN in the backbone's stem weight at a chosen iteration.
 - :class:`FullDiskHook`: the n-th checkpoint write fails half-way with ``ENOSPC``.
+
+:func:`failed_training` runs ``tools/train.py`` with them.
 """
 import errno
 import hashlib
@@ -16,6 +18,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from tiny_runs import run_tool, tool_env, write_config
 
 #: Where :class:`PoisonWeightsHook` records the work dir's checkpoints when it poisons.
 DIGESTS_FILE = 'digests_before_poison.json'
@@ -133,3 +136,14 @@ def injection_env(env):
     """``env`` (a tool run's environment) with this folder on ``PYTHONPATH``."""
     paths = [str(Path(__file__).parent), env.get('PYTHONPATH', '')]
     return {**env, 'PYTHONPATH': os.pathsep.join(path for path in paths if path)}
+
+
+def failed_training(cfg, tmp_path, *hooks):
+    """``tools/train.py`` (one thread) on ``cfg`` with ``hooks`` injected, which must fail:
+    its work dir, its ``tools/train.py: error: ...`` line and its whole output."""
+    config = write_config(inject(cfg, *hooks), tmp_path / 'injected.py')
+    work_dir = tmp_path / 'work_dir'
+    out = run_tool('train.py', config, '--work-dir', work_dir, expect_ok=False,
+                   env=injection_env(tool_env(OMP_NUM_THREADS='1'))).stdout
+    (error, ) = [line for line in out.splitlines() if line.startswith('tools/train.py: error:')]
+    return work_dir, error, out

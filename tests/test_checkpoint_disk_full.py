@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 import torch
-from fault_injection import disk_full, inject, injection_env
+from fault_injection import disk_full, failed_training
 from mmengine.config import Config
-from tiny_runs import ade_config, run_tool, tool_env, upstream_deprecations, write_config
+from tiny_runs import ade_config, upstream_deprecations
 
 from mmconvnext.engine.hooks import AtomicLocalBackend, DiskFullError
 
@@ -41,14 +41,9 @@ def test_tools_train_stops_at_a_full_disk_and_keeps_the_previous_checkpoint(tmp_
     """UperNet, a checkpoint every iteration, the last one kept: the second save fails."""
     cfg = Config.fromfile(ade_config(tmp_path, max_iters=3, checkpoint_interval=1))
     cfg.default_hooks.checkpoint.max_keep_ckpts = 1
-    inject(cfg, dict(type='FullDiskHook', save=2))
-    config = write_config(cfg, tmp_path / 'full_disk_upernet.py')
-    work_dir = tmp_path / 'work_dir'
 
-    out = run_tool('train.py', config, '--work-dir', work_dir, expect_ok=False,
-                   env=injection_env(tool_env(OMP_NUM_THREADS='1'))).stdout
+    work_dir, error, out = failed_training(cfg, tmp_path, dict(type='FullDiskHook', save=2))
 
-    (error, ) = [line for line in out.splitlines() if line.startswith('tools/train.py: error:')]
     assert re.fullmatch(
         rf'tools/train.py: error: {work_dir}/iter_2.pth not written: No space left on device; '
         rf'[0-9.]+ MiB free in {work_dir} \(after removing the partial file\), [0-9.]+ MiB '

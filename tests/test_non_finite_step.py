@@ -13,15 +13,14 @@ from unittest import mock
 
 import pytest
 import torch
-from fault_injection import (DIGESTS_FILE, PoisonWeightsHook, checkpoint_digests, inject,
-                             injection_env, stem_weight)
+from fault_injection import (DIGESTS_FILE, PoisonWeightsHook, checkpoint_digests, failed_training,
+                             stem_weight)
 from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper
 from mmengine.optim.optimizer import amp_optimizer_wrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from mmengine.runner import Runner
-from tiny_runs import (run_tool, tiny_mask_rcnn_config, tiny_upernet_run, tool_env,
-                       upstream_deprecations, write_config)
+from tiny_runs import tiny_mask_rcnn_config, tiny_upernet_run, upstream_deprecations
 
 from mmconvnext.engine.hooks import NonFiniteStepError, NonFiniteStepHook
 
@@ -150,14 +149,10 @@ def test_tools_train_stops_the_issues_mask_rcnn_at_the_poisoned_epoch(tmp_path):
     """The issue's run: Mask R-CNN T, the backbone poisoned at the start of epoch 2 (fp32 on the
     CPU), through tools/train.py; its output holds no upstream deprecation warning."""
     cfg = Config.fromfile(tiny_mask_rcnn_config(tmp_path))
-    inject(cfg, dict(type='PoisonWeightsHook', iteration=2))
-    config = write_config(cfg, tmp_path / 'poisoned_mask_rcnn.py')
-    work_dir = tmp_path / 'work_dir'
 
-    out = run_tool('train.py', config, '--work-dir', work_dir, expect_ok=False,
-                   env=injection_env(tool_env(OMP_NUM_THREADS='1'))).stdout
+    work_dir, error, out = failed_training(cfg, tmp_path,
+                                           dict(type='PoisonWeightsHook', iteration=2))
 
-    (error, ) = [line for line in out.splitlines() if line.startswith('tools/train.py: error:')]
     assert re.fullmatch(
         r'tools/train.py: error: iteration 2 \(epoch 2\): non-finite loss: loss_rpn_cls=nan, '
         r'loss_rpn_bbox=nan, loss_cls=nan, loss_bbox=nan, loss_mask=nan; non-finite gradients '

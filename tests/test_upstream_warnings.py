@@ -23,7 +23,7 @@ import torch
 from mmengine.utils import is_installed
 from mmengine.optim.optimizer import amp_optimizer_wrapper
 is_installed('mmdet')  # mmengine's import (and reload) of pkg_resources
-import mmdet.models  # mmcv's moved MultiScaleDeformableAttention
+import mmcv.cnn.bricks.transformer  # mmcv's moved MultiScaleDeformableAttention
 from mmseg.models.builder import build_loss
 build_loss(dict(type='mmseg.CrossEntropyLoss'))  # mmseg's own deprecated builder
 with mock.patch.object(amp_optimizer_wrapper, 'is_cuda_available', return_value=True):
