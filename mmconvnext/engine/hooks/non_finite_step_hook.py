@@ -154,15 +154,14 @@ class NonFiniteStepHook(Hook):
                      if param.grad is not None and not torch.isfinite(param.grad).all()]
         gradients = (f'non-finite gradients in {len(bad_grads)} parameters: {_names(bad_grads)}'
                      if bad_grads else 'finite gradients')
-        self._stop(runner, f'{_bad_losses(log_vars)}; {gradients}; stopped before the optimizer '
-                   'step: no update was applied')
+        self._stop(runner, self._current(runner), f'{_bad_losses(log_vars)}; {gradients}; stopped '
+                   'before the optimizer step: no update was applied')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         """AMP: count, log and bound the bad steps (see the module doc)."""
-        if self._scaler is None:
-            self._losses = None
-            return
         self._losses = None
+        if self._scaler is None:
+            return
         skipped = runner.optim_wrapper.should_update() and not self._stepped
         loss_finite = outputs is None or 'loss' not in outputs or math.isfinite(
             _float(outputs['loss']))
@@ -179,8 +178,8 @@ class NonFiniteStepHook(Hook):
                    f'{self._scaler.get_scale():g}; {self._skips_in_row} bad step(s) in a row '
                    f'(the run stops after {self.max_skips_in_row})')
         if self._skips_in_row > self.max_skips_in_row:
-            self._stop(runner, message)
-        runner.logger.warning(f'{self._where(runner)}: {message}')
+            self._stop(runner, self._current(runner), message)
+        runner.logger.warning(f'{self._current(runner)}: {message}')
 
     # --- checkpoints --------------------------------------------------------------------------
 
@@ -189,20 +188,28 @@ class NonFiniteStepHook(Hook):
         bad = [name for name, tensor in checkpoint['state_dict'].items()
                if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
         if bad:
-            self._stop(runner, f'non-finite weights in {len(bad)} tensors: {_names(bad)}; '
-                       'the checkpoint was not saved')
+            meta = checkpoint['meta']  # CheckpointHook's: the iteration / epoch just finished
+            self._stop(runner, self._where(runner, meta['iter'], meta['epoch']),
+                       f'non-finite weights in {len(bad)} tensors: {_names(bad)}; the checkpoint '
+                       'was not saved')
 
     # --- messages -----------------------------------------------------------------------------
 
     @staticmethod
-    def _where(runner):
+    def _where(runner, iteration, epoch):
+        """``iteration I (epoch E)`` (1-based; the epoch only in epoch-based training)."""
         if isinstance(runner.train_loop, EpochBasedTrainLoop):
-            return f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
-        return f'iteration {runner.iter + 1}'
+            return f'iteration {iteration} (epoch {epoch})'
+        return f'iteration {iteration}'
 
-    def _stop(self, runner, message):
-        """Log and raise :class:`NonFiniteStepError` with the iteration and last good checkpoint."""
-        message = (f'{self._where(runner)}: {message}. Last good checkpoint: '
+    def _current(self, runner):
+        """:meth:`_where` of the iteration in progress."""
+        return self._where(runner, runner.iter + 1, runner.epoch + 1)
+
+    def _stop(self, runner, where, message):
+        """Log and raise :class:`NonFiniteStepError` with ``where``, ``message`` and the last good
+        checkpoint."""
+        message = (f'{where}: {message}. Last good checkpoint: '
                    f'{self._last_good_checkpoint or "none saved yet"}')
         runner.logger.error(message)
         raise NonFiniteStepError(message)
