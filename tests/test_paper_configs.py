@@ -14,7 +14,7 @@ from mmengine.hub import get_config
 from mmengine.runner import Runner
 from paper_targets import (ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS, V2_ADE_TARGETS,
                            V2_COCO_TARGETS, V2_TARGETS)
-from tiny_runs import (NARROW_TINY_ARCH, load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run,
+from tiny_runs import (CONFIG_DIR, NARROW_TINY_ARCH, load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run,
                        write_coco)
 
 from mmconvnext.analysis import measure_complexity
@@ -71,6 +71,15 @@ def test_backbone_is_the_plugin_convnext_with_official_checkpoint_and_matching_n
     else:
         assert cfg.model.decode_head.in_channels == channels
         assert cfg.model.auxiliary_head.in_channels == channels[2]
+
+
+@pytest.mark.parametrize('name', sorted(
+    str(path.relative_to(CONFIG_DIR).with_suffix(''))
+    for path in [*CONFIG_DIR.glob('*.py'), *CONFIG_DIR.glob('demo/*.py')]))
+def test_every_config_counts_skipped_samples_and_stops_at_a_non_finite_step(name):
+    """Paper and demo configs: both hooks from ``configs/_base_/``."""
+    assert load_config(name).custom_hooks == [dict(type='mmconvnext.SkippedSamplesHook'),
+                                              dict(type='mmconvnext.NonFiniteStepHook')]
 
 
 @pytest.mark.parametrize('name', list(ALL_TARGETS))

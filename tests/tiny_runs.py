@@ -4,6 +4,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -242,6 +243,18 @@ def ade_config(tmp, max_iters, checkpoint_interval):
     cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
     cfg.default_hooks.checkpoint.interval = checkpoint_interval
     return write_config(cfg, tmp / f'tiny_upernet_{max_iters}.py')
+
+
+#: A deprecation note in a tool's output: a warning (``...: UserWarning: ...``) or a logged note
+#: (``... - WARNING - ...``), as the upstream packages print them
+#: (``mmconvnext.utils.upstream_warnings`` filters the ones we know).
+UPSTREAM_DEPRECATION = re.compile(r'(Warning: | - WARNING - ).*(deprecat|has been moved)',
+                                  re.IGNORECASE)
+
+
+def upstream_deprecations(output):
+    """The lines of a tool's ``output`` that are upstream deprecation notes."""
+    return [line for line in output.splitlines() if UPSTREAM_DEPRECATION.search(line)]
 
 
 def saved_metrics(work_dir):

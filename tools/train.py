@@ -7,12 +7,16 @@ Several processes: ``tools/dist_train.sh`` (torchrun) or ``tools/slurm_train.sh`
 a GPU the processes train with gloo (:mod:`mmconvnext.engine.cpu_distributed`) in fp32.
 Checkpoints are written atomically (:class:`mmconvnext.engine.hooks.AtomicCheckpointHook`), so
 ``--resume`` after a kill, even SIGKILL, continues from the last complete checkpoint with the
-optimizer, LR-scheduler and AMP loss-scaler state.
+optimizer, LR-scheduler and AMP loss-scaler state. A non-finite step
+(:class:`mmconvnext.engine.hooks.NonFiniteStepHook`, in the configs) or a full disk stops the run
+with exit status 1 and a message naming the iteration or file and the last good checkpoint.
 """
 import argparse
+import sys
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
-from mmconvnext.engine.hooks import AtomicCheckpointHook, latest_checkpoint
+from mmconvnext.engine.hooks import (AtomicCheckpointHook, DiskFullError, NonFiniteStepError,
+                                     latest_checkpoint)
 from mmconvnext.engine.runner_setup import (TRAIN_SPLITS, SetupError, add_common_args, build_runner,
                                             config_or_exit, fit_optim_wrapper_to_device)
 
@@ -55,7 +59,10 @@ def setup_training(cfg, args):
 def main():
     args = parse_args()
     cfg = config_or_exit(args, setup_training, TRAIN_SPLITS, 'tools/train.py')
-    build_runner(cfg).train()
+    try:
+        build_runner(cfg).train()
+    except (NonFiniteStepError, DiskFullError) as error:
+        sys.exit(f'tools/train.py: error: {error}')
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ Batch 2 per GPU as in mmdet (16 on 8 GPUs, ``auto_scale_lr.base_batch_size``). T
 name bad samples and report the annotations they drop (``mmconvnext.CheckedCocoDataset``). Each
 model config sets its ``lr``, ``decay_rate`` and ``num_layers``; fp32 models set
 ``type='OptimWrapper'``.
+``mmconvnext.NonFiniteStepHook`` stops a run at a non-finite loss or gradient (docs/training.md).
 """
 _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
@@ -45,7 +46,6 @@ train_pipeline = [
 train_dataloader = dict(dataset=dict(type='mmconvnext.CheckedCocoDataset', pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(type='mmconvnext.CheckedCocoDataset'))
 test_dataloader = val_dataloader
-custom_hooks = [dict(type='mmconvnext.SkippedSamplesHook')]
 
 max_epochs = 36
 train_cfg = dict(max_epochs=max_epochs)
@@ -65,3 +65,9 @@ optim_wrapper = dict(
     constructor='mmconvnext.LearningRateDecayOptimizerConstructor',
     paramwise_cfg=dict(decay_type='layer_wise'),
     optimizer=dict(_delete_=True, type='AdamW', betas=(0.9, 0.999), weight_decay=0.05))
+
+# The count of skipped samples in the log; a non-finite loss or gradient stops the run.
+custom_hooks = [
+    dict(type='mmconvnext.SkippedSamplesHook'),
+    dict(type='mmconvnext.NonFiniteStepHook'),
+]

@@ -6,7 +6,8 @@ stage-wise LR decay constructor (rate 0.9), in mixed precision; a 1500-iteration
 from 1e-6 multiplies a poly (power 1) decay to 0 that spans all 160k iterations, as mmcv 1.x's
 warm-up did in the original runs. Each model config sets its ``lr`` and ``num_layers``; fp32
 models set ``type='OptimWrapper'``. Data, crop size and sliding-window test: the ``*_512x512`` /
-``*_640x640`` pieces.
+``*_640x640`` pieces. ``mmconvnext.NonFiniteStepHook`` stops a run at a non-finite loss or
+gradient (docs/training.md).
 """
 _base_ = [
     'mmseg::_base_/models/upernet_convnext.py',
@@ -27,8 +28,12 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=160000),
 ]
 
-# The number of bad training samples skipped (data pieces: skip_bad_samples) in the log.
-custom_hooks = [dict(type='mmconvnext.SkippedSamplesHook')]
-
 # Batch 2 per GPU on 8 GPUs (set in the data pieces).
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# The number of bad training samples skipped (data pieces: skip_bad_samples) in the log; a
+# non-finite loss or gradient stops the run (docs/training.md).
+custom_hooks = [
+    dict(type='mmconvnext.SkippedSamplesHook'),
+    dict(type='mmconvnext.NonFiniteStepHook'),
+]

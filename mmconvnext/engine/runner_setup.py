@@ -15,6 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmconvnext.utils import quiet_upstream_log_notes
 from .cpu_distributed import prepare_cpu_distributed
 
 #: Dataloaders (and the evaluator next to each) that ``runner.train()`` / ``runner.test()`` use.
@@ -153,8 +154,9 @@ def config_or_exit(args, apply_args, splits, tool):
 
 
 def build_runner(cfg):
-    """The Runner for ``cfg`` (``cfg.runner_type`` if set), after the CPU-distributed setup."""
+    """The Runner for ``cfg`` (``cfg.runner_type`` if set), after the CPU-distributed setup; its
+    logger drops mmengine's own deprecation notes (:func:`quiet_upstream_log_notes`)."""
     prepare_cpu_distributed(cfg, cfg.launcher)
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    quiet_upstream_log_notes(runner.logger)
+    return runner

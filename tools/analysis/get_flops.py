@@ -110,10 +110,11 @@ def main(argv=None):
     args = parse_args(argv)
     targets = read_targets(args.targets) if args.targets else None
     paths = sorted(CONFIG_DIR.glob('*.py')) if args.all else [Path(args.config)]
-    print(table_header(targets is not None), flush=True)
     start = time.perf_counter()
-    for path in paths:
+    for index, path in enumerate(paths):
         shape, params, flops = measure_config(path, args.shape, args.cfg_options)
+        if index == 0:  # after the first model is built: its warnings come before the table
+            print(table_header(targets is not None), flush=True)
         print(table_row(path.stem, shape, params, flops, targets), flush=True)
     if args.all:
         print(f'{len(paths)} configs in {time.perf_counter() - start:.0f} s')

@@ -1,9 +1,12 @@
-from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, latest_checkpoint
+from .atomic_checkpoint_hook import (AtomicCheckpointHook, AtomicLocalBackend, DiskFullError,
+                                     latest_checkpoint)
 from .lr_range_hook import LrRangeHook
+from .non_finite_step_hook import NonFiniteStepError, NonFiniteStepHook
 from .progress_bar_hook import ProgressBarHook
 from .skipped_samples_hook import SkippedSamplesHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'LrRangeHook', 'ProgressBarHook',
-    'SkippedSamplesHook', 'latest_checkpoint'
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'DiskFullError', 'LrRangeHook',
+    'NonFiniteStepError', 'NonFiniteStepHook', 'ProgressBarHook', 'SkippedSamplesHook',
+    'latest_checkpoint'
 ]
