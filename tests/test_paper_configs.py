@@ -14,8 +14,8 @@ from mmengine.hub import get_config
 from mmengine.runner import Runner
 from paper_targets import (ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS, V2_ADE_TARGETS,
                            V2_COCO_TARGETS, V2_TARGETS)
-from tiny_runs import (CONFIG_DIR, NARROW_TINY_ARCH, load_config, prepare_tiny_run, slim_rcnn, tiny_upernet_run,
-                       write_coco)
+from tiny_runs import (CONFIG_DIR, NARROW_TINY_ARCH, load_config, prepare_tiny_run, slim_rcnn,
+                       tiny_upernet_run, write_coco)
 
 from mmconvnext.analysis import measure_complexity
 from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
