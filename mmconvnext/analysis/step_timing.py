@@ -1,6 +1,7 @@
 """How ``tools/analysis/benchmark_backbone.py`` times a backbone on a device: its inference and
 training step closures, median step seconds (CUDA events on CUDA, the host clock elsewhere),
-and the device's GEMM rate, measured in the same run as the reference for FLOP rates."""
+and the device's GEMM rate, measured in the same run as the reference for FLOP rates; and the
+device's name, as the benchmark tools print it."""
 import statistics
 import time
 
@@ -54,3 +55,11 @@ def gemm_tflops(dtype, size, warmup, repeats, device):
     median of ``repeats`` products after ``warmup``."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     return 2 * size**3 / median_seconds(lambda: a @ b, warmup, repeats, device) / 1e12
+
+
+def device_name(device):
+    """The GPU's name on CUDA, else e.g. ``cpu (2 threads)``."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return f'{device.type} ({torch.get_num_threads()} threads)'

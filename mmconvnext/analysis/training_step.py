@@ -25,7 +25,6 @@ Synthetic batches (:func:`synthetic_batch`), shaped like the recipe's largest tr
   640 x 640) with a label map of 32 x 32-pixel patches of random classes, 1/16 of them ``255``.
 """
 import copy
-import random
 from typing import NamedTuple
 
 import numpy as np
@@ -37,6 +36,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.utils import import_modules_from_strings
 
+from mmconvnext.apis.inference_model import TASK_SCOPES, config_scope
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device, read_config
 
 #: The prefix of a config name that swaps timm's ConvNeXt into that config.
@@ -87,24 +87,7 @@ def variant_options(items):
 
 def config_task(cfg):
     """'detection' (mmdet scope) or 'segmentation' (mmseg scope); ValueError otherwise."""
-    scope = cfg.get('default_scope')
-    tasks = dict(mmdet='detection', mmseg='segmentation')
-    if scope not in tasks:
-        raise ValueError(f"default_scope {scope!r}: only mmdet and mmseg configs are supported")
-    return tasks[scope]
-
-
-def drop_pretrained(cfg):
-    """Remove every ``init_cfg`` of type Pretrained from a (nested) model config, in place."""
-    if isinstance(cfg, dict):
-        init_cfg = cfg.get('init_cfg')
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            cfg['init_cfg'] = None
-        for value in cfg.values():
-            drop_pretrained(value)
-    elif isinstance(cfg, (list, tuple)):
-        for item in cfg:
-            drop_pretrained(item)
+    return TASK_SCOPES[config_scope(cfg)][0]
 
 
 def build_training(cfg, device, seed=0):
@@ -113,7 +96,7 @@ def build_training(cfg, device, seed=0):
     cfg = copy.deepcopy(cfg)
     import_modules_from_strings(**cfg.get('custom_imports', dict(imports=[])))
     init_default_scope(cfg.default_scope)
-    drop_pretrained(cfg.model)
+    cfg.model.backbone.init_cfg = None  # no pretrained weights (as measure_complexity)
     fit_optim_wrapper_to_device(cfg, cuda=torch.device(device).type == 'cuda')
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
@@ -229,10 +212,3 @@ def persistent_bytes(training):
     for state in training.optim_wrapper.optimizer.state.values():
         tensors.extend(value for value in state.values() if torch.is_tensor(value))
     return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def seed_everything(seed):
-    """The same random state for every config's iteration (samplers, drop path)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -33,6 +33,7 @@ from mmengine.config import DictAction
 from mmengine.dataset import pseudo_collate
 
 from mmconvnext.analysis import default_input_size
+from mmconvnext.analysis.step_timing import device_name
 from mmconvnext.apis import init_inference_model
 from mmconvnext.engine.runner_setup import read_config
 from mmconvnext.utils import peak_rss_bytes, reset_peak_rss, rss_bytes
@@ -113,13 +114,6 @@ def time_batches(model, batch, warmup, iters, amp):
     seconds = time.perf_counter() - start
     return seconds, (torch.cuda.max_memory_allocated(device) if cuda else
                      peak_rss_bytes() - rss_at_start)
-
-
-def device_name(device):
-    device = torch.device(device)
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    return f'{device.type} ({torch.get_num_threads()} threads)'
 
 
 def main(argv=None):

@@ -41,11 +41,13 @@ import time
 import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
+from mmengine.runner import set_random_seed
 
 from mmconvnext.analysis.step_profile import format_profile, profile_iteration
+from mmconvnext.analysis.step_timing import device_name
 from mmconvnext.analysis.training_step import (COCO_OBJECTS_PER_IMAGE, build_training,
                                                largest_train_shape, load_named_config, num_classes,
-                                               persistent_bytes, seed_everything, synthetic_batch,
+                                               persistent_bytes, synthetic_batch,
                                                training_iteration)
 from mmconvnext.engine.runner_setup import SetupError
 from mmconvnext.utils import peak_rss_bytes, reset_peak_rss, rss_bytes
@@ -89,13 +91,13 @@ def measure(trainings, batch, warmup, iters, device):
     cuda = torch.device(device).type == 'cuda'
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     for training in trainings.values():
-        seed_everything(0)
+        set_random_seed(0)
         for _ in range(warmup):
             training_iteration(training, batch)
     results = {name: dict(seconds=[], peak_bytes=0) for name in trainings}
     for round_index in range(iters):
         for name, training in trainings.items():
-            seed_everything(round_index)
+            set_random_seed(round_index)
             sync()
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
@@ -115,16 +117,9 @@ def measure(trainings, batch, warmup, iters, device):
 
 def precision(training):
     """'fp16 AMP' / 'bf16 AMP' / 'fp32' of an optim wrapper."""
-    dtype = getattr(training.optim_wrapper, 'cast_dtype', None)
     if type(training.optim_wrapper).__name__ != 'AmpOptimWrapper':
         return 'fp32'
-    return f'{"bf16" if dtype == torch.bfloat16 else "fp16"} AMP'
-
-
-def device_name(device):
-    if torch.device(device).type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    return f'cpu ({torch.get_num_threads()} threads)'
+    return f'{"bf16" if training.optim_wrapper.cast_dtype == torch.bfloat16 else "fp16"} AMP'
 
 
 def format_table(names, results, trainings):
