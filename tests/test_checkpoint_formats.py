@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
+from tiny_runs import TIMEOUT_S, free_port, tool_env
 
 from mmconvnext.models import ConvNeXt
 from mmconvnext.models.backbones.checkpoint_formats import (convert_state_dict,
@@ -283,6 +284,106 @@ def test_huggingface_checkpoint_matches_transformers(class_name, config_name, kw
     path = save(reference.state_dict(), tmp_path / 'pytorch_model.bin')
     assert convert_state_dict(reference.state_dict())[1] == 'huggingface'
     assert_same_features(features(loaded_model(path, **kwargs), x), refs)
+
+
+# --- DINOv3 ConvNeXt: its repository's files, transformers' DINOv3ConvNextModel, timm -------------
+
+
+def official_to_dinov3_transformers(official):
+    """transformers' ``DINOv3ConvNextModel`` names, as its ``convert_dinov3_convnext_to_hf.py`` maps
+    the DINOv3 repository's keys (``norms.3``, an alias of ``norm``, is not saved)."""
+    renamed = {}
+    for key, value in official.items():
+        if key.startswith('norms.'):
+            continue
+        parts = key.split('.')
+        if parts[0] == 'stages':  # stages.i.j.<leaf> -> stages.i.layers.j.<leaf>
+            parts[2:2] = ['layers']
+        elif parts[0] == 'downsample_layers':  # -> stages.i.downsample_layers.k
+            parts = ['stages', parts[1], 'downsample_layers'] + parts[2:]
+        key = '.'.join(parts).replace('dwconv', 'depthwise_conv').replace(
+            'pwconv', 'pointwise_conv').replace('norm.', 'layer_norm.')
+        renamed[key] = value
+    return renamed
+
+
+@pytest.fixture(scope='module')
+def dinov3_source():
+    """A headless timm ConvNeXt-T (as timm's ``convnext_tiny.dinov3_lvd1689m``), random: its
+    state dict, the DINOv3 repository's and transformers' layouts of it, x, and DINOv3's dense
+    features: stages 0-2 unnormalised (fresh norms on our side), stage 3 through the final norm."""
+    reference = random_timm_model('convnext_tiny', num_classes=0)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        stages = reference.forward_intermediates(x, intermediates_only=True)
+        refs = [fresh_norm(f) for f in stages[:3]] + [reference.head.norm(stages[3])]
+    timm_state_dict = reference.state_dict()
+    assert 'head.fc.weight' not in timm_state_dict
+    official = timm_to_official(timm_state_dict)
+    official.update({'norms.3.weight': official['norm.weight'],
+                     'norms.3.bias': official['norm.bias']})
+    return dict(timm=timm_state_dict, repository=official,
+                transformers=official_to_dinov3_transformers(official), x=x, refs=refs)
+
+
+@pytest.mark.parametrize('layout, fmt, ignored', [
+    ('repository', 'DINOv3', 'norms.3 (2)'),
+    ('transformers', 'DINOv3 transformers', None),
+    ('timm', 'DINOv3 timm', None),
+])
+def test_dinov3_checkpoints_load_with_the_final_norm_as_norm3(
+        dinov3_source, layout, fmt, ignored, tmp_path, log_lines):
+    state_dict = dinov3_source[layout]
+    assert convert_state_dict(state_dict)[1] == fmt
+    path = save(state_dict, tmp_path / 'dinov3_convnext_tiny_pretrain_lvd1689m.pth')
+    model = loaded_model(path, arch='tiny')
+    assert_same_features(features(model, dinov3_source['x']), dinov3_source['refs'])
+    report = log_lines()
+    assert f'({fmt} format)' in report
+    assert 'newly initialised: norm0 (2), norm1 (2), norm2 (2)\n' in report + '\n'
+    assert ('ignored from the checkpoint' in report) == (ignored is not None)
+    if ignored:
+        assert f'ignored from the checkpoint: {ignored}' in report
+
+
+def test_dinov3_is_told_apart_from_official_and_timm_classifiers(dinov3_source):
+    """The final norm of a classifier normalises pooled features: dropped there, not norm3."""
+    classifier = {k: v for k, v in dinov3_source['repository'].items() if not k.startswith('norms')}
+    classifier['head.weight'] = torch.zeros(10, 768)
+    converted, fmt = convert_state_dict(classifier)
+    assert fmt == 'official classification' and 'norm3.weight' not in converted
+    timm_classifier = {**dinov3_source['timm'], 'head.fc.weight': torch.zeros(10, 768)}
+    converted, fmt = convert_state_dict(timm_classifier)
+    assert fmt == 'timm' and 'norm3.weight' not in converted
+
+
+def test_dinov3_checkpoint_reaches_every_rank_of_2_gloo_processes(tmp_path):
+    """dinov3#112: weights loaded outside ``init_cfg`` were overwritten on ranks other than 0.
+    Here each rank starts from other random weights and loads the file itself after DDP
+    wrapping, as mmengine's Runner orders it (``ddp_pretrained_init.py``)."""
+    official = randomise(ConvNeXt(SMALL_ARCH)).state_dict()
+    repository = {k: v for k, v in official.items() if not k.startswith('norm')}
+    for name in ('norm', 'norms.3'):
+        repository.update({f'{name}.weight': official['norm3.weight'],
+                           f'{name}.bias': official['norm3.bias']})
+    checkpoint = save(repository, tmp_path / 'dinov3_convnext.pth')
+    run = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', str(REPO / 'tests' / 'ddp_pretrained_init.py'),
+         str(checkpoint), str(tmp_path)],
+        env=tool_env(OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert '(DINOv3 format)' in run.stdout  # the load report (mmengine logs rank 0's)
+    for rank in (0, 1):
+        held = torch.load(tmp_path / f'rank{rank}.pth', weights_only=True)
+        for key, value in held.items():
+            if key.startswith(('norm0', 'norm1', 'norm2')):
+                expected = torch.ones_like(value) if key.endswith('weight') else torch.zeros_like(
+                    value)  # fresh: DINOv3 reads these stages unnormalised
+            else:
+                expected = official[key]
+            assert torch.equal(value, expected), (rank, key)
 
 
 # --- ConvNeXt V2 FCMAE pre-training checkpoints ----------------------------------------------

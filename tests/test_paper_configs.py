@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.hub import get_config
+from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from paper_targets import (ADE_TARGETS, COCO_SIZE, COCO_TARGETS, TARGETS, V2_ADE_TARGETS,
                            V2_COCO_TARGETS, V2_TARGETS)
@@ -18,6 +19,7 @@ from tiny_runs import (CONFIG_DIR, NARROW_TINY_ARCH, load_config, prepare_tiny_r
                        tiny_upernet_run, write_coco)
 
 from mmconvnext.analysis import measure_complexity
+from mmconvnext.models import SegTTAModelWithTestCfg
 from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS
 from mmconvnext.swap.base_config import without_scope
 
@@ -195,7 +197,10 @@ def test_ade20k_160k_schedule_pipelines_and_tests(name):
                                                            keep_ratio=True)
     assert cfg.test_evaluator == dict(type='IoUMetric', iou_metrics=['mIoU'])
 
-    assert cfg.tta_model == dict(type='SegTTAModel')
+    # --tta: each view through the whole network, as the official *_ms.py configs'
+    # --aug-test (their single-scale *_ss.py slide, as above); the V2 paper names no mode
+    assert cfg.tta_model == dict(type='mmconvnext.SegTTAModelWithTestCfg',
+                                 test_cfg=dict(mode='whole'))
     resizes, flips, *_ = cfg.tta_pipeline[1].transforms
     if name in V2_ADE_TARGETS:  # V2 paper appendix A.4: five scales, no flip named
         ratios, flip_probs = (0.75, 0.875, 1.0, 1.125, 1.25), [0.]
@@ -278,16 +283,72 @@ def test_trains_and_evaluates_on_tiny_ade20k(name, tmp_path):
 
 
 @pytest.mark.usefixtures('single_thread')
-def test_multi_scale_flip_test_on_tiny_ade20k(tmp_path):
-    """What mmseg's ``tools/test.py --tta`` runs: the config's tta_pipeline and tta_model (whole
-    image inference of each of the 12 views here; the test above covers sliding windows; the V2
-    configs' 5 views differ only in their scales and flips, checked above)."""
+def test_multi_scale_flip_test_on_tiny_ade20k_infers_each_view_whole(tmp_path, monkeypatch):
+    """What ``tools/test.py --tta`` runs: the config's tta_pipeline and tta_model. Each of the 12
+    views (6 scales x 2 flips) is inferred on the whole resized image, never in sliding windows
+    (the test above covers the single-scale windows; the V2 configs' 5 views differ only in their
+    scales and flips, checked above)."""
+    from mmseg.models.segmentors import EncoderDecoder
     cfg = tiny_upernet_run(tmp_path)
-    cfg.model.test_cfg = dict(mode='whole')
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    cfg.tta_model.module = cfg.model
-    cfg.model = cfg.tta_model
+    cfg.model = dict(**cfg.tta_model, module=cfg.model)
+    views = {'whole': [], 'slide': []}
+    for mode in views:
+        infer = getattr(EncoderDecoder, f'{mode}_inference')
+        monkeypatch.setattr(EncoderDecoder, f'{mode}_inference',
+                            lambda self, inputs, metas, infer=infer, mode=mode: views[mode].append(
+                                tuple(inputs.shape[2:])) or infer(self, inputs, metas))
 
     metrics = Runner.from_cfg(cfg).test()
 
     assert 0 <= metrics['mIoU'] <= 100
+    assert views['slide'] == []
+    assert len(views['whole']) == 2 * 12  # write_ade's 2 validation images, of one size
+    assert len(set(views['whole'])) == 6  # a flip keeps the size
+
+
+class ModelWithoutTestCfg(BaseModel):
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return inputs
+
+
+def test_tta_model_needs_a_segmentor_with_a_test_cfg():
+    with pytest.raises(TypeError, match='ModelWithoutTestCfg has no test_cfg to replace'):
+        SegTTAModelWithTestCfg(module=ModelWithoutTestCfg(), test_cfg=dict(mode='whole'))
+
+
+# --- DINOv3 ConvNeXt configs (our recipe: the V1 config of the size) --------------------------
+
+DINOV3_CONFIGS = {  # config -> the V1 paper config it takes every setting from
+    'cascade_convnext_t_dinov3': 'cascade_convnext_t',
+    'cascade_convnext_s_dinov3': 'cascade_convnext_s',
+    'cascade_convnext_b_dinov3': 'cascade_convnext_b',
+    'cascade_convnext_l_dinov3': 'cascade_convnext_l_22k',
+    'upernet_convnext_t_dinov3': 'upernet_convnext_t',
+    'upernet_convnext_s_dinov3': 'upernet_convnext_s',
+    'upernet_convnext_b_dinov3': 'upernet_convnext_b',
+    'upernet_convnext_l_dinov3_640': 'upernet_convnext_l_22k_640',
+}
+
+
+def test_every_dinov3_config_is_listed():
+    assert sorted(path.stem for path in CONFIG_DIR.glob('*dinov3*.py')) == sorted(DINOV3_CONFIGS)
+
+
+@pytest.mark.parametrize('name', list(DINOV3_CONFIGS))
+def test_dinov3_config_is_its_v1_config_with_the_dinov3_file_and_says_the_license(name):
+    cfg, v1 = load_recipe(name).to_dict(), load_recipe(DINOV3_CONFIGS[name]).to_dict()
+    arch = cfg['model']['backbone']['arch']
+    checkpoint = (f'checkpoints/dinov3_convnext_{arch}_pretrain_lvd1689m-'
+                  f'{DINOV3_HASHES[arch]}.pth')  # the DINOv3 repository's hub names
+    assert cfg['model']['backbone'].pop('init_cfg') == dict(type='Pretrained',
+                                                            checkpoint=checkpoint)
+    v1['model']['backbone'].pop('init_cfg')
+    assert cfg.pop('checkpoint_file') == checkpoint and v1.pop('checkpoint_file')
+    assert cfg == v1
+    text = (CONFIG_DIR / f'{name}.py').read_text()
+    assert 'DINOv3 License' in text and 'not MIT' in text
+
+
+#: dinov3/hub/backbones.py: the hash suffix of each released ConvNeXt file
+DINOV3_HASHES = dict(tiny='21b726bb', small='296db49d', base='801f2ba9', large='61fa432d')

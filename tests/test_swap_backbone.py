@@ -25,12 +25,13 @@ from tiny_runs import (CONFIG_DIR, divide_sizes, load_config, slim_rcnn, tiny_im
                        write_coco)
 
 from mmconvnext.engine.runner_setup import fit_optim_wrapper_to_device
-from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
+from mmconvnext.models.backbones.official_checkpoints import (dinov3_checkpoint_path,
+                                                              official_checkpoint_url)
 from mmconvnext.swap import BackboneSwapError, plan_backbone_swap, write_swapped_config
 from mmconvnext.swap.base_config import base_reference, without_scope
 from mmconvnext.swap.normalisation import normalisation_overrides
 from mmconvnext.swap.probe import convnext_placement
-from mmconvnext.swap.recipe import PAPER_RECIPES, V2_PAPER_RECIPES, Recipe
+from mmconvnext.swap.recipe import PAPER_RECIPES, V2_PAPER_RECIPES, Recipe, paper_recipe
 from mmconvnext.swap.rewire import backbone_consumers, rewire_consumer, sparse_overrides
 
 TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'swap_backbone.py'
@@ -314,9 +315,12 @@ def test_prints_params_and_flops_of_base_and_swapped_at_the_base_test_size(tmp_p
     ('tiny2', 'none', 'new.py', "unknown arch 'tiny2'"),
     ('atto', '1k', 'new.py', r'No official ImageNet-1K ConvNeXt checkpoint for arch .atto.'),
     ('large', '1k', 'new.py', r'published: tiny, small, base'),
-    ('tiny', 'missing.pth', 'new.py', "'missing.pth' is not 1k, 22k, none or an existing"),
+    ('tiny', 'missing.pth', 'new.py',
+     "'missing.pth' is not 1k, 22k, dinov3, none or an existing"),
     ('tiny', 'none', 'new.yaml', r'must be a \.py config'),
-    ('tiny', 'fcmae', 'new.py', "'fcmae' is not 1k, 22k, none or an existing"),  # V2 only
+    ('atto', 'dinov3', 'new.py', "No DINOv3 ConvNeXt checkpoint for arch 'atto'; published: "
+     'tiny, small, base, large'),
+    ('tiny', 'fcmae', 'new.py', "'fcmae' is not 1k, 22k, dinov3, none or an existing"),  # V2 only
 ])
 def test_refuses_bad_input(arch, pretrain, output, reason, tmp_path):
     with pytest.raises(BackboneSwapError, match=reason):
@@ -328,6 +332,7 @@ def test_refuses_bad_input(arch, pretrain, output, reason, tmp_path):
     ('small', '1k', r"No official ImageNet-1K ConvNeXt V2 checkpoint for arch 'small'"),
     ('atto', '22k', r'published: nano, tiny, base, large, huge'),
     ('tiny', 'in1k', "'in1k' is not 1k, 22k, fcmae, none or an existing"),
+    ('tiny', 'dinov3', r'DINOv3 distilled ConvNeXt V1 blocks .*\(leave --v2 out\)'),
 ])
 def test_v2_refuses_checkpoints_the_authors_did_not_publish(arch, pretrain, reason, tmp_path):
     with pytest.raises(BackboneSwapError, match=reason):
@@ -479,6 +484,16 @@ def test_cli_v2_writes_grn_backbone_with_the_v2_recipe_and_fcmae_checkpoint(tmp_
                                                    num_layers=5)
 
 
+def test_dinov3_pretrain_takes_its_file_and_the_v1_recipe_of_the_size():
+    swap = plan_backbone_swap('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 'large', 'dinov3')
+    assert "checkpoint='checkpoints/dinov3_convnext_large_pretrain_lvd1689m-61fa432d.pth'" in \
+        swap.text
+    assert swap.text.startswith('"""ConvNeXt-large (distilled by DINOv3 on LVD-1689M; its '
+                                'weights are under the DINOv3 License) in place of')
+    assert "the paper's ConvNeXt-large ImageNet-22K detection recipe" in '\n'.join(swap.changes)
+    assert 'use_grn' not in swap.text and "drop_path_rate=0.7" in swap.text
+
+
 def test_a_v2_only_arch_selects_v2_with_its_own_recipe():
     swap = plan_backbone_swap('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 'huge', '1k')
     assert "use_grn=True" in swap.text and 'layer_scale_init_value=0.0' in swap.text
@@ -494,9 +509,13 @@ def test_a_v2_only_arch_selects_v2_with_its_own_recipe():
 def test_recipe_table_and_checkpoint_urls_match_the_paper_configs(name):
     cfg = load_config(name)
     backbone, optim = cfg.model.backbone, cfg.optim_wrapper
-    pretrain = '22k' if '_22k_' in cfg.checkpoint_file else '1k'
     task = 'segmentation' if name.startswith('upernet') else 'detection'
+    recipe = Recipe(backbone.drop_path_rate, optim.optimizer.lr, optim.paramwise_cfg.decay_rate)
+    if '_dinov3' in name:  # the V1 paper's recipe of the size, as the swap tool takes it
+        assert paper_recipe(task, backbone.arch, 'dinov3')[0] == recipe
+        assert dinov3_checkpoint_path(backbone.arch) == cfg.checkpoint_file
+        return
+    pretrain = '22k' if '_22k_' in cfg.checkpoint_file else '1k'
     v2 = 'convnextv2' in name
-    assert (V2_PAPER_RECIPES if v2 else PAPER_RECIPES)[task, backbone.arch, pretrain] == Recipe(
-        backbone.drop_path_rate, optim.optimizer.lr, optim.paramwise_cfg.decay_rate)
+    assert (V2_PAPER_RECIPES if v2 else PAPER_RECIPES)[task, backbone.arch, pretrain] == recipe
     assert official_checkpoint_url(backbone.arch, pretrain, v2) == cfg.checkpoint_file

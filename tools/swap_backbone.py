@@ -1,7 +1,7 @@
 """Write a config that replaces the backbone of an mmdet / mmseg config with ConvNeXt.
 
     python tools/swap_backbone.py BASE_CONFIG --arch tiny [--v2] \
-        [--pretrain 1k|22k|fcmae|none|FILE] -o NEW_CONFIG [--force] [--no-complexity]
+        [--pretrain 1k|22k|fcmae|dinov3|none|FILE] -o NEW_CONFIG [--force] [--no-complexity]
 
 BASE_CONFIG is a config file or an ``mmdet::`` / ``mmseg::`` path. NEW_CONFIG inherits it and
 overrides only the backbone (ConvNeXt at the base's pyramid levels and strides, dilated for a
@@ -11,8 +11,9 @@ that read the backbone and the optimizer (AdamW + the paper's layer-wise / stage
 it is checked to load, build and run before it is written, and the changes are printed, then the
 #params and FLOPs of both models at the base's test size. ``--v2`` (implied by an arch only V2
 has, ``huge``) swaps in ConvNeXt V2 (GRN, no layer scale) with the V2 paper's recipe and the
-official V2 checkpoints (also ``--pretrain fcmae``, the self-supervised weights). Bases that
-cannot take a ConvNeXt
+official V2 checkpoints (also ``--pretrain fcmae``, the self-supervised weights). ``--pretrain
+dinov3`` takes DINOv3's distilled ConvNeXt T / S / B / L (from ``checkpoints/``, under the DINOv3
+License) with the ConvNeXt paper's recipe of the size. Bases that cannot take a ConvNeXt
 pyramid faithfully are refused with the reason (exit status 1, nothing written). See
 :mod:`mmconvnext.swap` and docs/swap_backbone.md.
 """
@@ -32,8 +33,9 @@ def parse_args():
                         f'by an arch only V2 has ({", ".join(V2_ONLY_ARCHS)})')
     parser.add_argument('--pretrain', default='1k',
                         help="'1k' or '22k' (official ImageNet checkpoint, default 1k), 'fcmae' "
-                        "(V2's self-supervised weights), 'none' (random init) or a local "
-                        'checkpoint file')
+                        "(V2's self-supervised weights), 'dinov3' (DINOv3's distilled T / S / B "
+                        "/ L, read from checkpoints/; DINOv3 License), 'none' (random init) or a "
+                        'local checkpoint file')
     parser.add_argument('-o', '--output', required=True, help='the new .py config')
     parser.add_argument('--force', action='store_true', help='overwrite an existing output')
     parser.add_argument('--no-complexity', action='store_true',

@@ -10,13 +10,16 @@ Checkpoints are written atomically (:class:`mmconvnext.engine.hooks.AtomicCheckp
 optimizer, LR-scheduler and AMP loss-scaler state. A non-finite step
 (:class:`mmconvnext.engine.hooks.NonFiniteStepHook`, in the configs) or a full disk stops the run
 with exit status 1 and a message naming the iteration or file and the last good checkpoint.
+A ``load_from`` checkpoint (a whole detector / segmentor of the official repository or of the
+mmdet / mmseg zoos included: their backbone is renamed to our layout) is loaded with a logged
+report of what it gave the model (:class:`mmconvnext.engine.hooks.CheckpointLoadReportHook`).
 """
 import argparse
 import sys
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
-from mmconvnext.engine.hooks import (AtomicCheckpointHook, DiskFullError, NonFiniteStepError,
-                                     latest_checkpoint)
+from mmconvnext.engine.hooks import (AtomicCheckpointHook, CheckpointLoadReportHook, DiskFullError,
+                                     NonFiniteStepError, latest_checkpoint)
 from mmconvnext.engine.runner_setup import (TRAIN_SPLITS, SetupError, add_common_args, build_runner,
                                             config_or_exit, fit_optim_wrapper_to_device)
 
@@ -34,7 +37,8 @@ def parse_args():
 
 
 def setup_training(cfg, args):
-    """Apply ``--amp``, ``--auto-scale-lr``, ``--resume`` and atomic checkpoints to ``cfg``."""
+    """Apply ``--amp``, ``--auto-scale-lr``, ``--resume``, atomic checkpoints and the load report
+    of ``load_from`` / ``--resume`` checkpoints to ``cfg``."""
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -54,6 +58,10 @@ def setup_training(cfg, args):
     checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if checkpoint_hook and checkpoint_hook.type in ('CheckpointHook', 'mmengine.CheckpointHook'):
         checkpoint_hook.type = f'mmconvnext.{AtomicCheckpointHook.__name__}'
+    hooks = cfg.get('custom_hooks', [])
+    report = f'mmconvnext.{CheckpointLoadReportHook.__name__}'
+    if report not in [hook.get('type') for hook in hooks]:
+        cfg.custom_hooks = [*hooks, dict(type=report)]
 
 
 def main():

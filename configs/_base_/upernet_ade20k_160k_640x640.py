@@ -2,7 +2,8 @@
 
 mmseg's data pipelines at scale (2560, 640), batch 2 per GPU. Single-scale test: sliding
 640x640 windows at stride 426. Multi-scale + flip test (``tools/test.py --tta``): (2560, 640)
-times 0.5, 0.75, ..., 1.75, each also flipped, as in the original runs (mmseg's own TTA pipeline
+times 0.5, 0.75, ..., 1.75, each also flipped, each view inferred whole (``tta_model`` in
+``upernet_ade20k_160k.py``), as in the original runs (mmseg's own TTA pipeline
 scales the raw image instead).
 """
 _base_ = ['./upernet_ade20k_160k.py', 'mmseg::_base_/datasets/ade20k_640x640.py']

@@ -1,3 +1,4 @@
 from .backbones import ConvNeXt
+from .segmentors import SegTTAModelWithTestCfg
 
-__all__ = ['ConvNeXt']
+__all__ = ['ConvNeXt', 'SegTTAModelWithTestCfg']

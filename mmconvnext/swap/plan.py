@@ -5,7 +5,8 @@ from collections import namedtuple
 from mmconvnext.engine.optimizers.layer_decay_optim_wrapper_constructor import convnext_num_layers
 from mmconvnext.models.backbones.arch_settings import ARCH_SETTINGS, V2_ONLY_ARCHS
 from mmconvnext.models.backbones.convnext import stage_geometry
-from mmconvnext.models.backbones.official_checkpoints import official_checkpoint_url
+from mmconvnext.models.backbones.official_checkpoints import (dinov3_checkpoint_path,
+                                                              official_checkpoint_url)
 from .base_config import SCOPE_TASKS, base_reference, load_base_config, without_scope
 from .errors import BackboneSwapError
 from .normalisation import normalisation_overrides
@@ -27,8 +28,10 @@ def plan_backbone_swap(base, arch, pretrain='1k', output=None, v2=False):
         base (str): config file or ``mmdet::`` / ``mmseg::`` path.
         arch (str): a name of :data:`ARCH_SETTINGS`.
         pretrain (str): '1k' / '22k' (the official ImageNet checkpoint), 'fcmae' (V2 only: the
-            official self-supervised weights), 'none' (random init), or a local checkpoint file
-            in any format ConvNeXt's ``init_cfg`` loads.
+            official self-supervised weights), 'dinov3' (V1 T / S / B / L only: the DINOv3
+            file under ``checkpoints/``, DINOv3 License; the V1 paper's recipe of the arch),
+            'none' (random init), or a local checkpoint file in any format ConvNeXt's
+            ``init_cfg`` loads.
         output (str, optional): where the config will be written; a file ``base`` is referenced
             relative to its folder (absolute without ``output``).
         v2 (bool): a ConvNeXt V2 backbone (GRN, no layer scale) with the V2 paper's recipe and
@@ -96,11 +99,19 @@ def plan_backbone_swap(base, arch, pretrain='1k', output=None, v2=False):
 
 
 def pretrained_checkpoint(arch, pretrain, v2=False):
-    """``init_cfg`` checkpoint for ``pretrain`` ('1k' | '22k' | 'fcmae' (``v2``) | 'none' | a
-    local file), or None."""
+    """``init_cfg`` checkpoint for ``pretrain`` ('1k' | '22k' | 'fcmae' (``v2``) | 'dinov3' (not
+    ``v2``) | 'none' | a local file), or None."""
     if pretrain == 'none':
         return None
-    official = ('1k', '22k', 'fcmae') if v2 else ('1k', '22k')
+    if pretrain == 'dinov3':
+        if v2:
+            raise BackboneSwapError('--pretrain dinov3: DINOv3 distilled ConvNeXt V1 blocks (layer '
+                                    'scale, no GRN); swap in V1 (leave --v2 out)')
+        try:
+            return dinov3_checkpoint_path(arch)
+        except ValueError as err:
+            raise BackboneSwapError(str(err)) from None
+    official = ('1k', '22k', 'fcmae') if v2 else ('1k', '22k', 'dinov3')
     if pretrain in official:
         try:
             return official_checkpoint_url(arch, pretrain, v2)

@@ -1,12 +1,14 @@
 from .atomic_checkpoint_hook import (AtomicCheckpointHook, AtomicLocalBackend, DiskFullError,
                                      latest_checkpoint)
+from .checkpoint_load_report_hook import CheckpointLoadReportHook, describe_checkpoint_load
 from .lr_range_hook import LrRangeHook
 from .non_finite_step_hook import NonFiniteStepError, NonFiniteStepHook
 from .progress_bar_hook import ProgressBarHook
 from .skipped_samples_hook import SkippedSamplesHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'DiskFullError', 'LrRangeHook',
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointLoadReportHook', 'DiskFullError',
+    'LrRangeHook',
     'NonFiniteStepError', 'NonFiniteStepHook', 'ProgressBarHook', 'SkippedSamplesHook',
-    'latest_checkpoint'
+    'describe_checkpoint_load', 'latest_checkpoint'
 ]

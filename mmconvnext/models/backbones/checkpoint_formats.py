@@ -9,11 +9,14 @@ containers and stripping a prefix (``prefix`` as in mmengine, or else automatica
 =====================================  ============================================
 format                                 first block's depthwise conv
 =====================================  ============================================
+DINOv3 (its repository's files)        ``stages.0.0.dwconv.weight`` with ``norms.3.weight``
 official (classification / dense)      ``stages.0.0.dwconv.weight``
+DINOv3 timm (``*.dinov3_lvd1689m``)    timm's, with ``head.norm.weight`` and no ``head.fc``
 timm                                   ``stages.0.blocks.0.conv_dw.weight``
 mmpretrain, mmdet / mmseg model zoos   ``stages.0.0.depthwise_conv.weight``
 torchvision                            ``features.1.0.block.0.weight``
 HuggingFace transformers               ``encoder.stages.0.layers.0.dwconv.weight``
+DINOv3 transformers                    ``stages.0.layers.0.depthwise_conv.weight``
 ConvNeXt V2 FCMAE pre-training         ``encoder.stages.0.0.dwconv.kernel``
 =====================================  ============================================
 
@@ -37,6 +40,18 @@ the ``norm3`` of mmpretrain classifiers) and HuggingFace's ``ConvNextBackbone``
 ``head.norm``, torchvision ``classifier.0``, HuggingFace ``layernorm``) normalises globally pooled
 features, not a feature map, so it is dropped rather than used as ``norm3``: all four output norms
 then start alike from weight 1, bias 0, as in the official dense-prediction code.
+
+DINOv3's ConvNeXt (``dinov3/models/convnext.py``; transformers' ``DINOv3ConvNextModel``; timm's
+``convnext_*.dinov3_lvd1689m``) is the official V1 network plus a final LayerNorm that normalises
+every last-stage token, the pooled one and each pixel's alike (``norm``, aliased as ``norms.3``;
+transformers ``layer_norm``; timm ``head.norm``). Distillation trained the last stage through it,
+and DINOv3's own dense evaluation reads the last stage through it, so it becomes ``norm3``; the
+alias ``norms.3`` is dropped and reported, and ``norm0``..``norm2`` start fresh (DINOv3 reads
+those stages unnormalised).
+
+:func:`convert_in_place` renames the backbone part of a whole detector / segmentor state dict
+(the mmdet / mmseg zoos' mmpretrain layout) so that mmengine's ``load_from`` and
+``tools/test.py`` load it; :class:`~.convnext.ConvNeXt` calls it before every state-dict load.
 """
 import math
 import os
@@ -74,6 +89,12 @@ class _Format(NamedTuple):
     # None: keys outside our layout are dropped; names: only keys under these top-level
     # modules are, any other key outside our layout raises
     droppable: Optional[tuple[str, ...]] = None
+    required: tuple[str, ...] = ()  # keys a state dict of this format also holds
+    absent: tuple[str, ...] = ()  # keys it never holds
+
+    def matches(self, state_dict):
+        return (self.first_dwconv in state_dict and all(k in state_dict for k in self.required)
+                and not any(k in state_dict for k in self.absent))
 
 
 def fcmae_kernel_to_conv(key, kernel):
@@ -106,18 +127,25 @@ def _fcmae_tensor(key, tensor):
     return tensor
 
 
+_TIMM_RULES = (
+    (r'^stem\.', 'downsample_layers.0.'),
+    (r'^stages\.(\d)\.downsample\.', r'downsample_layers.\1.'),
+    (r'^stages\.(\d)\.blocks\.', r'stages.\1.'),
+    (r'\.conv_dw\.', '.dwconv.'),
+    (r'\.mlp\.fc1\.', '.pwconv1.'),
+    (r'\.mlp\.fc2\.', '.pwconv2.'),
+    (r'\.mlp\.grn\.weight$', '.grn.gamma'),
+    (r'\.mlp\.grn\.bias$', '.grn.beta'),
+)
+
 _FORMATS = (
+    _Format('DINOv3', 'stages.0.0.dwconv.weight', ((r'^norm\.', 'norm3.'), ),
+            required=('norms.3.weight', )),
     _Format('official', 'stages.0.0.dwconv.weight', ()),
-    _Format('timm', 'stages.0.blocks.0.conv_dw.weight', (
-        (r'^stem\.', 'downsample_layers.0.'),
-        (r'^stages\.(\d)\.downsample\.', r'downsample_layers.\1.'),
-        (r'^stages\.(\d)\.blocks\.', r'stages.\1.'),
-        (r'\.conv_dw\.', '.dwconv.'),
-        (r'\.mlp\.fc1\.', '.pwconv1.'),
-        (r'\.mlp\.fc2\.', '.pwconv2.'),
-        (r'\.mlp\.grn\.weight$', '.grn.gamma'),
-        (r'\.mlp\.grn\.bias$', '.grn.beta'),
-    )),
+    _Format('DINOv3 timm', 'stages.0.blocks.0.conv_dw.weight',
+            _TIMM_RULES + ((r'^head\.norm\.', 'norm3.'), ),
+            required=('head.norm.weight', ), absent=('head.fc.weight', )),
+    _Format('timm', 'stages.0.blocks.0.conv_dw.weight', _TIMM_RULES),
     _Format('mmpretrain', 'stages.0.0.depthwise_conv.weight', (
         (r'\.depthwise_conv\.', '.dwconv.'),
         (r'\.pointwise_conv([12])\.', r'.pwconv\1.'),
@@ -142,6 +170,14 @@ _FORMATS = (
         (r'\.grn\.weight$', '.grn.gamma'),
         (r'\.grn\.bias$', '.grn.beta'),
         (r'^hidden_states_norms\.stage([1-4])\.', lambda m: f'norm{int(m[1]) - 1}.'),
+    )),
+    _Format('DINOv3 transformers', 'stages.0.layers.0.depthwise_conv.weight', (
+        (r'^stages\.(\d)\.downsample_layers\.', r'downsample_layers.\1.'),
+        (r'^stages\.(\d)\.layers\.', r'stages.\1.'),
+        (r'\.depthwise_conv\.', '.dwconv.'),
+        (r'\.pointwise_conv([12])\.', r'.pwconv\1.'),
+        (r'^(stages\.\d\.\d+)\.layer_norm\.', r'\1.norm.'),
+        (r'^layer_norm\.', 'norm3.'),
     )),
     _Format('fcmae', 'encoder.stages.0.0.dwconv.kernel', (
         (r'^encoder\.', ''),
@@ -199,7 +235,7 @@ def read_checkpoint(path_or_url, map_location='cpu'):
         raise ValueError(f'{path} is truncated or corrupt: {type(err).__name__}: {err}') from err
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f'{path} holds a {type(checkpoint).__name__}, not a checkpoint dict')
-    if not any(torch.is_tensor(v) for v in _unwrap(checkpoint).values()):
+    if not any(torch.is_tensor(v) for v in unwrap(checkpoint).values()):
         raise ValueError(f'{path} holds no tensors (top-level keys: {_sample(checkpoint)})')
     return checkpoint
 
@@ -269,7 +305,7 @@ def load_pretrained(model, checkpoint, prefix=None, map_location='cpu'):
 
 def convert(checkpoint, prefix=None):
     """:func:`convert_state_dict` -> :class:`Conversion`, which also lists the dropped keys."""
-    state_dict = _unwrap(checkpoint)
+    state_dict = unwrap(checkpoint)
     dropped = []
     if prefix:
         state_dict, dropped = _strip_prefix(state_dict, prefix)
@@ -280,7 +316,7 @@ def convert(checkpoint, prefix=None):
             if any(key.startswith(auto_prefix) for key in state_dict):
                 state_dict, outside = _strip_prefix(state_dict, auto_prefix)
                 dropped += outside
-    fmt = next((f for f in _FORMATS if f.first_dwconv in state_dict), None)
+    fmt = _detect(state_dict)
     if fmt is None:
         known = ', '.join(f'{f.first_dwconv} ({f.name})' for f in _FORMATS)
         raise ValueError('unrecognised ConvNeXt checkpoint format: it names the first block\'s '
@@ -305,7 +341,47 @@ def convert(checkpoint, prefix=None):
     return Conversion(converted, name, dropped)
 
 
-def _unwrap(checkpoint):
+def convert_in_place(state_dict, prefix=''):
+    """Rename the ConvNeXt tensors under ``prefix`` of a whole-model ``state_dict`` to our layout.
+
+    For a detector / segmentor checkpoint loaded whole (``load_from``, ``tools/test.py``): the
+    backbone part of an mmdet / mmseg zoo model (mmpretrain layout), or any other recognised
+    format, is converted; keys under ``prefix`` that are not ConvNeXt tensors stay as they are
+    (the loader then reports them as unexpected). Nothing happens when the keys are in our layout
+    already or when no format is recognised (the loader reports the missing keys).
+
+    Returns:
+        str | None: the name of the converted format, or None.
+    """
+    if f'{prefix}stages.0.0.dwconv.weight' in state_dict and \
+            f'{prefix}norms.3.weight' not in state_dict:
+        return None  # ours (official layout): the common case, found without copying
+    inside = {key[len(prefix):]: value for key, value in state_dict.items()
+              if key.startswith(prefix)}
+    fmt = _detect(inside)
+    if fmt is None or fmt.name == 'official':
+        return None
+    conversion = convert(inside)
+    for key in inside:
+        del state_dict[prefix + key]
+    state_dict.update((prefix + key, value) for key, value in conversion.state_dict.items())
+    state_dict.update((prefix + key, inside[key]) for key in conversion.dropped_keys)
+    return conversion.format_name
+
+
+def whole_model_state_dict(checkpoint):
+    """A whole-model checkpoint's flat state dict, as mmengine's loader reads it: containers
+    unwrapped, DDP's ``module.`` prefix dropped. A new dict; the tensors are shared."""
+    return {key[len('module.'):] if key.startswith('module.') else key: value
+            for key, value in unwrap(checkpoint).items()}
+
+
+def _detect(state_dict):
+    """The first format of :data:`_FORMATS` that ``state_dict`` matches, or None."""
+    return next((fmt for fmt in _FORMATS if fmt.matches(state_dict)), None)
+
+
+def unwrap(checkpoint):
     """Descend into ``state_dict`` / ``model`` / ``module`` containers -> the flat state dict."""
     while True:
         inner = next((checkpoint[key] for key in _CONTAINER_KEYS

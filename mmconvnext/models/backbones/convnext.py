@@ -17,12 +17,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmconvnext.registry import MODELS, register_downstream
 from .arch_settings import parse_arch
-from .checkpoint_formats import load_pretrained
+from .checkpoint_formats import convert_in_place, load_pretrained
 from .convnext_ops import depthwise_conv, norm_mlp, patchify_conv
 
 #: ``output_stride`` values: the stride of the deepest stage.
@@ -222,6 +223,7 @@ class ConvNeXt(BaseModule):
 
         self.apply(_init_official)
         self._freeze_stages()
+        self._register_load_state_dict_pre_hook(_rename_other_layouts, with_module=True)
 
     def forward(self, x):
         """(N, in_channels, H, W) -> tuple of (N, C_i, H // s_i, W // s_i), one per i in
@@ -286,6 +288,17 @@ def parse_out_indices(out_indices):
         raise ValueError(f'out_indices={out_indices!r} is invalid; valid: distinct stage indices '
                          'from 0, 1, 2, 3 (negative indices are not accepted)')
     return tuple(sorted(indices))
+
+
+def _rename_other_layouts(module, state_dict, prefix, *_):
+    """Before any state-dict load (``load_from``, ``tools/test.py``, ``load_state_dict``): the
+    backbone keys under ``prefix`` of another published layout, e.g. a whole mmdet / mmseg zoo
+    model's mmpretrain backbone, renamed to ours (:func:`.checkpoint_formats.convert_in_place`)."""
+    source_format = convert_in_place(state_dict, prefix)
+    if source_format is not None:
+        MMLogger.get_current_instance().info(
+            f'{prefix or "ConvNeXt."}*: the checkpoint\'s {source_format} layout renamed to '
+            'mmconvnext\'s')
 
 
 def _init_official(module):

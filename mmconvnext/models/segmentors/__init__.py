@@ -1,0 +1,3 @@
+from .seg_tta_model import SegTTAModelWithTestCfg
+
+__all__ = ['SegTTAModelWithTestCfg']
