@@ -1,14 +1,7 @@
 """Cascade Mask R-CNN, ConvNeXt-B distilled by DINOv3 on LVD-1689M, COCO 3x.
 
-Our recipe, not a published one: every setting is that of ``cascade_convnext_b.py`` (the ConvNeXt
-paper's recipe for this size); only the backbone's weights differ. The DINOv3 file's final norm
-becomes the last output norm ``norm3`` (docs/checkpoints.md).
-
-The DINOv3 weights are under the DINOv3 License
-(https://ai.meta.com/resources/models-and-libraries/dinov3-license/), not MIT: its terms also bind
-the models trained from them. Download the file after accepting it (facebookresearch/dinov3,
-"Pretrained models") into checkpoints/ under its published name (docs/model_zoo.md, "DINOv3
-ConvNeXt").
+Our recipe: every setting of ``cascade_convnext_b.py``, DINOv3's weights. They are under the DINOv3
+License, not MIT (download: docs/model_zoo.md, "DINOv3 ConvNeXt").
 """
 _base_ = ['./cascade_convnext_b.py']
 

@@ -1,14 +1,7 @@
 """UperNet, ConvNeXt-S distilled by DINOv3 on LVD-1689M, ADE20K 160k.
 
-Our recipe, not a published one: every setting is that of ``upernet_convnext_s.py`` (the ConvNeXt
-paper's recipe for this size); only the backbone's weights differ. The DINOv3 file's final norm
-becomes the last output norm ``norm3`` (docs/checkpoints.md).
-
-The DINOv3 weights are under the DINOv3 License
-(https://ai.meta.com/resources/models-and-libraries/dinov3-license/), not MIT: its terms also bind
-the models trained from them. Download the file after accepting it (facebookresearch/dinov3,
-"Pretrained models") into checkpoints/ under its published name (docs/model_zoo.md, "DINOv3
-ConvNeXt").
+Our recipe: every setting of ``upernet_convnext_s.py``, DINOv3's weights. They are under the DINOv3
+License, not MIT (download: docs/model_zoo.md, "DINOv3 ConvNeXt").
 """
 _base_ = ['./upernet_convnext_s.py']
 

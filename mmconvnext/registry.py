@@ -3,7 +3,9 @@
 ``locations`` lets mmengine import the registering modules on demand, so that
 ``type='mmconvnext.ConvNeXt'`` builds from a config whose default scope is ``mmdet`` or
 ``mmseg`` without ``import mmconvnext`` first: mmengine imports ``mmconvnext.registry`` for the
-scope, then the location for the key.
+scope, then the location for the key. ``mmconvnext.models.segmentors`` (mmseg's test-time
+augmentation, which imports ``mmseg.models``) is imported only there, on the first build of an
+``mmconvnext.`` model, so that ``import mmconvnext`` stays light.
 """
 from importlib import import_module
 
@@ -15,7 +17,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPP
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmconvnext',
-                  locations=['mmconvnext.models'])
+                  locations=['mmconvnext.models', 'mmconvnext.models.segmentors'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
     scope='mmconvnext', locations=['mmconvnext.engine.optimizers'])

@@ -1,11 +1,14 @@
 """Shared pytest options and fixtures: heavy model sizes run only with ``--run-slow``; tests
-marked ``cuda`` run only where torch sees a GPU (``pytest -m cuda`` selects them)."""
+marked ``cuda`` run only where torch sees a GPU (``pytest -m cuda`` selects them); mmengine's
+log lines of a test (``log_lines``)."""
+import logging
 import signal
 import subprocess
 import sys
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 from tiny_runs import one_thread
 
 
@@ -25,6 +28,18 @@ def pytest_collection_modifyitems(config, items):
         for marker, skip in skips.items():
             if marker in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def log_lines():
+    """Messages logged to mmengine's current logger during the test, joined by lines."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    yield lambda: '\n'.join(record.getMessage() for record in records)
+    logger.removeHandler(handler)
 
 
 @pytest.fixture

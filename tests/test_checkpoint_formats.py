@@ -5,7 +5,6 @@ vector parameters (biases, norms, layer scale, GRN) are randomised too, as they 
 Inputs are 64x64, so the stride-32 output is 2x2.
 """
 import argparse
-import logging
 import os
 import pickle
 import shlex
@@ -16,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
-from tiny_runs import TIMEOUT_S, free_port, tool_env
+from tiny_runs import TIMEOUT_S, free_port, randomise, tool_env
 
 from mmconvnext.models import ConvNeXt
 from mmconvnext.models.backbones.checkpoint_formats import (convert_state_dict,
@@ -27,20 +25,6 @@ from mmconvnext.models.backbones.checkpoint_formats import (convert_state_dict,
 REPO = Path(__file__).resolve().parents[1]
 V2 = dict(use_grn=True, layer_scale_init_value=0.)
 SMALL_ARCH = dict(depths=[1, 1, 2, 1], channels=[8, 16, 32, 64])
-
-
-def randomise(model, seed=0):
-    """Every parameter random: weights of vectors 1 + 0.1 N(0, 1), other vectors (biases, layer
-    scale, GRN) 0.1 N(0, 1), matrices and kernels 0.02 N(0, 1). Returns the model in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.squeeze().dim() == 1:
-                param.normal_(1. if name.endswith('weight') else 0., 0.1, generator=generator)
-            else:
-                param.normal_(0., 0.02, generator=generator)
-    model.eval()  # some train() overrides return None
-    return model
 
 
 def fresh_norm(x):
@@ -70,18 +54,6 @@ def features(model, x):
 def save(obj, path):
     torch.save(obj, path)
     return path
-
-
-@pytest.fixture
-def log_lines():
-    """Messages logged to mmengine's current logger during the test."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    yield lambda: '\n'.join(record.getMessage() for record in records)
-    logger.removeHandler(handler)
 
 
 # --- timm and official classification checkpoints ------------------------------------------------
@@ -309,10 +281,10 @@ def official_to_dinov3_transformers(official):
 
 @pytest.fixture(scope='module')
 def dinov3_source():
-    """A headless timm ConvNeXt-T (as timm's ``convnext_tiny.dinov3_lvd1689m``), random: its
+    """timm's ``convnext_tiny.dinov3_lvd1689m`` (headless), random weights: its
     state dict, the DINOv3 repository's and transformers' layouts of it, x, and DINOv3's dense
     features: stages 0-2 unnormalised (fresh norms on our side), stage 3 through the final norm."""
-    reference = random_timm_model('convnext_tiny', num_classes=0)
+    reference = random_timm_model('convnext_tiny.dinov3_lvd1689m', num_classes=0)
     torch.manual_seed(0)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -323,13 +295,18 @@ def dinov3_source():
     official = timm_to_official(timm_state_dict)
     official.update({'norms.3.weight': official['norm.weight'],
                      'norms.3.bias': official['norm.bias']})
-    return dict(timm=timm_state_dict, repository=official,
-                transformers=official_to_dinov3_transformers(official), x=x, refs=refs)
+    transformers = official_to_dinov3_transformers(official)
+    # transformers 5 keeps the stages under ``model.`` in memory (its files keep the names above)
+    transformers_5 = {('' if key.startswith('layer_norm.') else 'model.') + key: value
+                      for key, value in transformers.items()}
+    return dict(timm=timm_state_dict, repository=official, transformers=transformers,
+                transformers_5=transformers_5, x=x, refs=refs)
 
 
 @pytest.mark.parametrize('layout, fmt, ignored', [
     ('repository', 'DINOv3', 'norms.3 (2)'),
     ('transformers', 'DINOv3 transformers', None),
+    ('transformers_5', 'DINOv3 transformers', None),
     ('timm', 'DINOv3 timm', None),
 ])
 def test_dinov3_checkpoints_load_with_the_final_norm_as_norm3(

@@ -1,9 +1,11 @@
 """README.md and docs/*.md: links resolve, and the commands they show name real files, make
 targets and options (each Python tool's ``--help`` is read once). The commands that can run on
 tiny data run in the tests of their tools (demo, swap, inference, get_flops, benchmark, ...)."""
+import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,11 +28,24 @@ def code_blocks(page):
             for line in block.splitlines()]
 
 
+def run_help(script):
+    return subprocess.run([sys.executable, str(REPO / script), '--help'], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300)
+
+
 @lru_cache(maxsize=None)
+def all_tool_helps():
+    """``--help`` of every Python tool the pages' commands name, run a core's worth at a time
+    (each is mostly the import of torch and the OpenMMLab stack)."""
+    scripts = sorted({path for page in PAGES for line in code_blocks(page)
+                      for path in SCRIPT.findall(line.split('#')[0]) if path.endswith('.py')})
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        return dict(zip(scripts, pool.map(run_help, scripts)))
+
+
 def tool_help(script):
-    result = subprocess.run([sys.executable, str(REPO / script), '--help'], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            timeout=300)
+    result = all_tool_helps()[script]
     assert result.returncode == 0, result.stdout[-2000:]
     return result.stdout
 

@@ -55,6 +55,14 @@ def test_mask_rcnn_trains_on_2_gloo_processes_and_tests_with_coco_metrics(coco_c
     assert len(list(pictures.rglob('*.png'))) == 1  # rank 0's image; the visualizer is master-only
 
 
+def test_only_the_main_process_writes_the_test_metrics_file(monkeypatch):
+    """mmengine's LoggerHook dumps them from every rank to one file; two ranks writing at once
+    left invalid JSON once. A rank other than the main one touches nothing of the runner."""
+    from mmconvnext.engine.hooks import MainProcessLoggerHook, main_process_logger_hook
+    monkeypatch.setattr(main_process_logger_hook, 'is_main_process', lambda: False)
+    MainProcessLoggerHook().after_test_epoch(runner=None, metrics={'mIoU': 1.0})
+
+
 def test_upernet_trains_on_two_torchrun_nodes_and_tests_with_miou(ade_tmp):
     """2 gloo processes as 2 simulated nodes (NNODES=2, NODE_RANK=0/1), then dist_test.sh 2."""
     config = ade_config(ade_tmp, max_iters=2, checkpoint_interval=2)

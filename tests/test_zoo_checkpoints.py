@@ -6,7 +6,6 @@ Their models are built from their own configs (mmdet's ``convnext/`` Mask R-CNN 
 configs, mmseg's ``convnext/`` UperNet: mmpretrain's ConvNeXt), with random weights; both sides
 are narrowed alike (1-block stages at 1/12 of T's widths, slim heads) so that they build fast.
 """
-import logging
 import re
 import sys
 
@@ -15,12 +14,11 @@ import torch
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.hub import get_config
-from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 from mmengine.utils import import_modules_from_strings
-from tiny_runs import (CONFIG_DIR, NARROW_TINY_ARCH, ade_config, load_tool, relative_error,
-                       run_tool, saved_metrics, slim_rcnn)
+from tiny_runs import (CONFIG_DIR, NARROW_TINY_ARCH, ade_config, load_tool, one_thread, randomise,
+                       relative_error, saved_metrics, slim_rcnn)
 from torch.utils._pytree import tree_leaves
 
 import mmconvnext  # noqa: F401  (registries)
@@ -57,18 +55,6 @@ def build(cfg):
     return MODELS.build(cfg.model)
 
 
-def randomise(model, seed=0):
-    """Every parameter random (vectors 1 + 0.1 N or 0.1 N, others 0.02 N); eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.squeeze().dim() == 1:
-                param.normal_(1. if name.endswith('weight') else 0., 0.1, generator=generator)
-            else:
-                param.normal_(0., 0.02, generator=generator)
-    return model.eval()
-
-
 def tensor_outputs(model, x):
     """The backbone's (+ neck's) features, then every tensor of the model's ``mode='tensor'``
     forward (detectors: RPN proposals through every RoI stage; segmentors: the logits)."""
@@ -80,17 +66,6 @@ def tensor_outputs(model, x):
                                                  batch_input_shape=size, scale_factor=(1., 1.)))
             return features + tree_leaves(model(x, [sample], mode='tensor'))
         return features + tree_leaves(model(x, mode='tensor'))
-
-
-@pytest.fixture
-def log_lines():
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    yield lambda: '\n'.join(record.getMessage() for record in records)
-    logger.removeHandler(handler)
 
 
 @pytest.mark.parametrize('theirs, ours', ZOO_PAIRS, ids=['mask-rcnn', 'cascade', 'upernet'])
@@ -126,9 +101,13 @@ def coco_model(num_classes):
 
 
 def official_checkpoint(model, path):
-    """``model`` saved as the official repository's mmdet 2.x training saved its COCO models."""
+    """``model`` saved as the official repository's mmdet 2.x training saved its COCO models
+    (``object_detection/mmcv_custom/runner/checkpoint.py``: meta with the versions, time and
+    CLASSES; the backbone in the official layout, the heads named as mmdet 2.x, which 3.x
+    kept)."""
     classes = tuple(f'class {index}' for index in range(80))
-    torch.save({'meta': {'mmdet_version': '2.11.0', 'CLASSES': classes, 'epoch': 36,
+    torch.save({'meta': {'mmdet_version': '2.11.0', 'mmcv_version': '1.3.0', 'CLASSES': classes,
+                         'epoch': 36, 'time': 'Mon Jan 10 12:00:00 2022',
                          'config': 'model = dict(...)'},
                 'state_dict': model.state_dict(),
                 'optimizer': {'state': {}, 'param_groups': [{'lr': 1e-4, 'params': [0]}]}}, path)
@@ -162,9 +141,9 @@ def test_fine_tuning_into_other_classes_keeps_fresh_class_layers_and_says_which(
     assert len(lines) == 2  # no other key is left out or unused
 
 
-def test_tools_test_evaluates_a_zoo_checkpoint_as_it_is(tmp_path):
+def test_tools_test_evaluates_a_zoo_checkpoint_as_it_is(tmp_path, monkeypatch, capfd):
     """``tools/test.py CONFIG ZOO_CHECKPOINT`` (mmseg's zoo layout) loads every tensor and
-    evaluates; the report is in the log."""
+    evaluates; the report is in the log. (In this process: the tool's ``main``.)"""
     config = ade_config(tmp_path, max_iters=1, checkpoint_interval=1)
     their_cfg = get_config(ZOO_PAIRS[2][0])
     their_cfg.model.backbone.update(arch=NARROW_TINY_ARCH, init_cfg=None)
@@ -173,7 +152,11 @@ def test_tools_test_evaluates_a_zoo_checkpoint_as_it_is(tmp_path):
     checkpoint = tmp_path / 'upernet_convnext_tiny_fp16_512x512_160k_ade20k.pth'
     torch.save({'state_dict': randomise(build(their_cfg)).state_dict()}, checkpoint)
 
-    out = run_tool('test.py', config, checkpoint, '--work-dir', tmp_path / 'test').stdout
+    monkeypatch.setattr(sys, 'argv', ['tools/test.py', str(config), str(checkpoint),
+                                      '--work-dir', str(tmp_path / 'test')])
+    with one_thread():
+        load_tool('test.py').main()
+    out = capfd.readouterr().out
 
     assert "backbone.*: the checkpoint's mmpretrain layout renamed to mmconvnext's" in out
     loaded = re.search(r"checkpoint load: (\d+) of the model's (\d+) tensors loaded\n", out)

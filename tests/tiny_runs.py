@@ -278,6 +278,20 @@ def load_tool(relative_path):
     return module
 
 
+def randomise(model, seed=0):
+    """Every parameter random: weights of vectors 1 + 0.1 N(0, 1), other vectors (biases, layer
+    scale, GRN) 0.1 N(0, 1), matrices and kernels 0.02 N(0, 1). Returns the model in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.squeeze().dim() == 1:
+                param.normal_(1. if name.endswith('weight') else 0., 0.1, generator=generator)
+            else:
+                param.normal_(0., 0.02, generator=generator)
+    model.eval()  # some train() overrides return None
+    return model
+
+
 def relative_error(out, ref):
     """||out - ref|| / ||ref||, in float64 on the CPU."""
     out, ref = out.detach().double().cpu(), ref.detach().double().cpu()

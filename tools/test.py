@@ -12,7 +12,7 @@ import argparse
 import os.path as osp
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
-from mmconvnext.engine.hooks import CheckpointLoadReportHook, ProgressBarHook
+from mmconvnext.engine.hooks import CheckpointLoadReportHook, MainProcessLoggerHook, ProgressBarHook
 from mmconvnext.engine.runner_setup import (TEST_SPLITS, SetupError, add_common_args, build_runner,
                                             config_or_exit)
 
@@ -32,8 +32,8 @@ def parse_args():
 
 
 def setup_testing(cfg, args):
-    """Apply CHECKPOINT, ``--out``, ``--show-dir``, ``--tta``, the progress bar and the
-    checkpoint's load report to ``cfg``."""
+    """Apply CHECKPOINT, ``--out``, ``--show-dir``, ``--tta``, the progress bar, the
+    checkpoint's load report and one writer of the metrics file to ``cfg``."""
     if not osp.isfile(args.checkpoint):
         raise SetupError(f'checkpoint {args.checkpoint} does not exist')
     cfg.load_from = args.checkpoint
@@ -53,6 +53,9 @@ def setup_testing(cfg, args):
             raise SetupError(f'--tta: {args.config} defines no tta_model / tta_pipeline')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    logger_hook = cfg.get('default_hooks', {}).get('logger')
+    if logger_hook and logger_hook.type in ('LoggerHook', 'mmengine.LoggerHook'):
+        logger_hook.type = f'mmconvnext.{MainProcessLoggerHook.__name__}'  # one metrics writer
     cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                         dict(type=f'mmconvnext.{ProgressBarHook.__name__}'),
                         dict(type=f'mmconvnext.{CheckpointLoadReportHook.__name__}')]

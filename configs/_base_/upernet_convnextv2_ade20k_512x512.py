@@ -2,7 +2,8 @@
 
 ``upernet_ade20k_160k_512x512.py`` (data, crop, sliding-window test), with the test-time
 augmentation of the ConvNeXt V2 paper (appendix A.4): (2048, 512) x 0.75, 0.875, 1.0, 1.125, 1.25,
-without flip (the paper names none) instead of the V1 runs' 0.5..1.75 plus flip. The V2
+without flip (the paper names none) instead of the V1 runs' 0.5..1.75 plus flip. Each view is
+inferred on the whole resized image, as in the V1 protocol (the paper names no mode). The V2
 backbone: ``use_grn=True``, no layer scale.
 """
 _base_ = ['./upernet_ade20k_160k_512x512.py']

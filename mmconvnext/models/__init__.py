@@ -1,4 +1,3 @@
 from .backbones import ConvNeXt
-from .segmentors import SegTTAModelWithTestCfg
 
-__all__ = ['ConvNeXt', 'SegTTAModelWithTestCfg']
+__all__ = ['ConvNeXt']

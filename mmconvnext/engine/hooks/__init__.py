@@ -2,13 +2,14 @@ from .atomic_checkpoint_hook import (AtomicCheckpointHook, AtomicLocalBackend, D
                                      latest_checkpoint)
 from .checkpoint_load_report_hook import CheckpointLoadReportHook, describe_checkpoint_load
 from .lr_range_hook import LrRangeHook
+from .main_process_logger_hook import MainProcessLoggerHook
 from .non_finite_step_hook import NonFiniteStepError, NonFiniteStepHook
 from .progress_bar_hook import ProgressBarHook
 from .skipped_samples_hook import SkippedSamplesHook
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointLoadReportHook', 'DiskFullError',
-    'LrRangeHook',
+    'LrRangeHook', 'MainProcessLoggerHook',
     'NonFiniteStepError', 'NonFiniteStepHook', 'ProgressBarHook', 'SkippedSamplesHook',
     'describe_checkpoint_load', 'latest_checkpoint'
 ]

@@ -16,7 +16,8 @@ timm                                   ``stages.0.blocks.0.conv_dw.weight``
 mmpretrain, mmdet / mmseg model zoos   ``stages.0.0.depthwise_conv.weight``
 torchvision                            ``features.1.0.block.0.weight``
 HuggingFace transformers               ``encoder.stages.0.layers.0.dwconv.weight``
-DINOv3 transformers                    ``stages.0.layers.0.depthwise_conv.weight``
+DINOv3 transformers                    ``stages.0.layers.0.depthwise_conv.weight`` (files),
+                                       ``model.stages.0.layers.0...`` (transformers 5 in memory)
 ConvNeXt V2 FCMAE pre-training         ``encoder.stages.0.0.dwconv.kernel``
 =====================================  ============================================
 
@@ -138,6 +139,15 @@ _TIMM_RULES = (
     (r'\.mlp\.grn\.bias$', '.grn.beta'),
 )
 
+_DINOV3_HF_RULES = (
+    (r'^stages\.(\d)\.downsample_layers\.', r'downsample_layers.\1.'),
+    (r'^stages\.(\d)\.layers\.', r'stages.\1.'),
+    (r'\.depthwise_conv\.', '.dwconv.'),
+    (r'\.pointwise_conv([12])\.', r'.pwconv\1.'),
+    (r'^(stages\.\d\.\d+)\.layer_norm\.', r'\1.norm.'),
+    (r'^layer_norm\.', 'norm3.'),
+)
+
 _FORMATS = (
     _Format('DINOv3', 'stages.0.0.dwconv.weight', ((r'^norm\.', 'norm3.'), ),
             required=('norms.3.weight', )),
@@ -171,14 +181,10 @@ _FORMATS = (
         (r'\.grn\.bias$', '.grn.beta'),
         (r'^hidden_states_norms\.stage([1-4])\.', lambda m: f'norm{int(m[1]) - 1}.'),
     )),
-    _Format('DINOv3 transformers', 'stages.0.layers.0.depthwise_conv.weight', (
-        (r'^stages\.(\d)\.downsample_layers\.', r'downsample_layers.\1.'),
-        (r'^stages\.(\d)\.layers\.', r'stages.\1.'),
-        (r'\.depthwise_conv\.', '.dwconv.'),
-        (r'\.pointwise_conv([12])\.', r'.pwconv\1.'),
-        (r'^(stages\.\d\.\d+)\.layer_norm\.', r'\1.norm.'),
-        (r'^layer_norm\.', 'norm3.'),
-    )),
+    _Format('DINOv3 transformers', 'stages.0.layers.0.depthwise_conv.weight', _DINOV3_HF_RULES),
+    # transformers 5's module tree (``state_dict()`` in memory; save_pretrained writes the above)
+    _Format('DINOv3 transformers', 'model.stages.0.layers.0.depthwise_conv.weight',
+            ((r'^model\.', ''), ) + _DINOV3_HF_RULES),
     _Format('fcmae', 'encoder.stages.0.0.dwconv.kernel', (
         (r'^encoder\.', ''),
         (r'\.kernel$', '.weight'),
