@@ -488,8 +488,7 @@ def test_dinov3_pretrain_takes_its_file_and_the_v1_recipe_of_the_size():
     swap = plan_backbone_swap('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 'large', 'dinov3')
     assert "checkpoint='checkpoints/dinov3_convnext_large_pretrain_lvd1689m-61fa432d.pth'" in \
         swap.text
-    assert swap.text.startswith('"""ConvNeXt-large (distilled by DINOv3 on LVD-1689M; its '
-                                'weights are under the DINOv3 License) in place of')
+    assert swap.text.startswith('"""ConvNeXt-large (DINOv3-distilled, DINOv3 License) in place of')
     assert "the paper's ConvNeXt-large ImageNet-22K detection recipe" in '\n'.join(swap.changes)
     assert 'use_grn' not in swap.text and "drop_path_rate=0.7" in swap.text
 

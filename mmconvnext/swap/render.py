@@ -8,7 +8,7 @@ def render_config(base_ref, arch, pretrain, model, optim_wrapper, v2=False):
     """Text of the child config: a docstring, ``_base_``, ``custom_imports``, the overrides."""
     data = {'1k': 'ImageNet-1K pretrained', '22k': 'ImageNet-22K pretrained',
             'fcmae': 'FCMAE pretrained',
-            'dinov3': 'distilled by DINOv3 on LVD-1689M; its weights are under the DINOv3 License',
+            'dinov3': 'DINOv3-distilled, DINOv3 License',
             'none': 'randomly initialised'}.get(pretrain, f'initialised from {pretrain}')
     lines = [
         f'"""ConvNeXt{" V2" if v2 else ""}-{arch} ({data}) in place of the backbone of',
