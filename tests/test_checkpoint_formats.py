@@ -324,6 +324,13 @@ def test_dinov3_checkpoints_load_with_the_final_norm_as_norm3(
         assert f'ignored from the checkpoint: {ignored}' in report
 
 
+def test_dinov3_file_of_another_size_is_refused_naming_both_archs(dinov3_source, tmp_path):
+    path = save(dinov3_source['repository'], tmp_path / 'dinov3_convnext_tiny.pth')
+    with pytest.raises(ValueError, match=r'stages\.2\.9\..* of the model is not in it.*looks '
+                       r'like ConvNeXt tiny.*the model is ConvNeXt small'):
+        loaded_model(path, arch='small')
+
+
 def test_dinov3_is_told_apart_from_official_and_timm_classifiers(dinov3_source):
     """The final norm of a classifier normalises pooled features: dropped there, not norm3."""
     classifier = {k: v for k, v in dinov3_source['repository'].items() if not k.startswith('norms')}

@@ -141,6 +141,29 @@ def test_fine_tuning_into_other_classes_keeps_fresh_class_layers_and_says_which(
     assert len(lines) == 2  # no other key is left out or unused
 
 
+def test_a_detector_of_another_backbone_is_named_not_loaded_silently():
+    """A ResNet Mask R-CNN into our config: the report names the backbone tensors it lacks and
+    the ones it cannot use; the heads of the same shapes are loaded."""
+    theirs = get_config('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+    theirs.model.backbone.update(depth=18, init_cfg=None)
+    theirs.model.neck.in_channels = [64, 128, 256, 512]
+    state_dict = build(theirs).state_dict()
+    ours = build(Config.fromfile(CONFIG_DIR / 'mask_rcnn_convnext_t.py'))
+
+    report = describe_checkpoint_load(ours, {'state_dict': state_dict}).splitlines()
+
+    backbone = len([key for key in ours.state_dict() if key.startswith('backbone.')])
+    assert report[0].startswith('checkpoint load: ')
+    # the 4 lateral convs' weights read other widths (their biases load)
+    assert int(report[0].split()[2]) == len(ours.state_dict()) - backbone - 4
+    assert report[1].strip().startswith('kept as initialised, another shape in the checkpoint')
+    assert 'neck.lateral_convs.3.conv.weight (256, 512, 1, 1) -> (256, 768, 1, 1)' in report[1]
+    assert report[2].strip() == f'kept as initialised, not in the checkpoint: backbone ({backbone})'
+    resnet = len([key for key in state_dict if key.startswith('backbone.')])
+    assert report[3].strip() == f'not used, the model has no such tensor: backbone ({resnet})'
+    assert len(report) == 4
+
+
 def test_tools_test_evaluates_a_zoo_checkpoint_as_it_is(tmp_path, monkeypatch, capfd):
     """``tools/test.py CONFIG ZOO_CHECKPOINT`` (mmseg's zoo layout) loads every tensor and
     evaluates; the report is in the log. (In this process: the tool's ``main``.)"""
