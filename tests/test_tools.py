@@ -115,8 +115,21 @@ def test_resume_after_sigkill_continues_at_the_checkpoint_iteration_and_lr(ade_t
     saved_iter = saved['meta']['iter']
     assert latest.name == f'iter_{saved_iter}.pth' and saved_iter < max_iters
 
-    run_tool('train.py', config, '--work-dir', work_dir, '--resume')
+    # the newest checkpoint, as a copy that died halfway leaves it, and the pointer names it
+    truncated = work_dir / f'iter_{saved_iter + 1}.pth'
+    truncated.write_bytes(latest.read_bytes()[:latest.stat().st_size // 2])
+    (work_dir / 'last_checkpoint').write_text(str(truncated))
+    # the user's config replaces custom_hooks and turns one guard off
+    user_config = ade_tmp / 'user_config.py'
+    user_config.write_text(f"_base_ = ['{config}']\ncustom_hooks = []\n"
+                           "disabled_guards = ['SkippedSamplesHook']\n")
 
+    out = run_tool('train.py', user_config, '--work-dir', work_dir, '--resume').stdout
+
+    assert f'--resume passes over {truncated}: unreadable, truncated or not a checkpoint' in out
+    assert f'Loads checkpoint by local backend from path: {latest}' in out
+    assert 'guard hooks: NonFiniteStepHook added' in out
+    assert 'guard hooks: SkippedSamplesHook is off: the config disables it' in out
     resumed = train_scalars(work_dir)[-1]
     assert resumed[0]['iter'] == saved_iter + 1  # first iteration after the checkpoint
     assert resumed[0]['lr'] == pytest.approx(saved['optimizer']['param_groups'][0]['lr'],

@@ -7,19 +7,26 @@ Several processes: ``tools/dist_train.sh`` (torchrun) or ``tools/slurm_train.sh`
 a GPU the processes train with gloo (:mod:`mmconvnext.engine.cpu_distributed`) in fp32.
 Checkpoints are written atomically (:class:`mmconvnext.engine.hooks.AtomicCheckpointHook`), so
 ``--resume`` after a kill, even SIGKILL, continues from the last complete checkpoint with the
-optimizer, LR-scheduler and AMP loss-scaler state. A non-finite step
-(:class:`mmconvnext.engine.hooks.NonFiniteStepHook`, in the configs) or a full disk stops the run
-with exit status 1 and a message naming the iteration or file and the last good checkpoint.
+optimizer, LR-scheduler and AMP loss-scaler state; a truncated, unreadable or mismatched
+checkpoint is passed over with a warning (:mod:`mmconvnext.engine.resume_checkpoint`). A
+non-finite step (:class:`mmconvnext.engine.hooks.NonFiniteStepHook`, in the configs) or a full
+disk stops the run with exit status 1 and a message naming the iteration or file and the last
+good checkpoint.
 A ``load_from`` checkpoint (a whole detector / segmentor of the official repository or of the
 mmdet / mmseg zoos included: their backbone is renamed to our layout) is loaded with a logged
 report of what it gave the model (:class:`mmconvnext.engine.hooks.CheckpointLoadReportHook`).
+The non-finite-step guard and the skipped-samples count stay on whatever a config does to
+``custom_hooks`` (:mod:`mmconvnext.engine.guard_hooks`); ``disabled_guards =
+['NonFiniteStepHook']`` in a config turns one off, and the log says so.
 """
 import argparse
 import sys
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
+from mmconvnext.engine.guard_hooks import GuardHookError, ensure_guard_hooks
 from mmconvnext.engine.hooks import (AtomicCheckpointHook, CheckpointLoadReportHook, DiskFullError,
-                                     NonFiniteStepError, latest_checkpoint)
+                                     NonFiniteStepError)
+from mmconvnext.engine.resume_checkpoint import ResumeError, choose_resume_checkpoint
 from mmconvnext.engine.runner_setup import (TRAIN_SPLITS, SetupError, add_common_args, build_runner,
                                             config_or_exit, fit_optim_wrapper_to_device)
 
@@ -37,8 +44,9 @@ def parse_args():
 
 
 def setup_training(cfg, args):
-    """Apply ``--amp``, ``--auto-scale-lr``, ``--resume``, atomic checkpoints and the load report
-    of ``load_from`` / ``--resume`` checkpoints to ``cfg``."""
+    """Apply ``--amp``, ``--auto-scale-lr``, atomic checkpoints, the guard hooks and the load
+    report of ``load_from`` / ``--resume`` checkpoints to ``cfg``; what the guards changed goes to
+    ``args.guard_notes``, for the log. (``--resume`` needs the model: :func:`resume`.)"""
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -47,29 +55,42 @@ def setup_training(cfg, args):
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise SetupError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        checkpoint = latest_checkpoint(cfg.work_dir)
-        if checkpoint is None:
-            print(f'no checkpoint in {cfg.work_dir} to resume: starting a new training')
-        else:
-            cfg.resume, cfg.load_from = True, checkpoint
-    elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
     checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if checkpoint_hook and checkpoint_hook.type in ('CheckpointHook', 'mmengine.CheckpointHook'):
         checkpoint_hook.type = f'mmconvnext.{AtomicCheckpointHook.__name__}'
+    try:
+        args.guard_notes = ensure_guard_hooks(cfg)
+    except GuardHookError as error:
+        raise SetupError(str(error)) from None
     hooks = cfg.get('custom_hooks', [])
     report = f'mmconvnext.{CheckpointLoadReportHook.__name__}'
     if report not in [hook.get('type') for hook in hooks]:
         cfg.custom_hooks = [*hooks, dict(type=report)]
 
 
+def resume(runner, requested, work_dir):
+    """Point ``runner`` at the checkpoint ``--resume`` continues from (``requested``: 'auto' or a
+    path), each candidate held against its model first; a new training if there is none."""
+    checkpoint = choose_resume_checkpoint(requested, work_dir, runner.model, runner.logger.warning)
+    if checkpoint is None:
+        runner.logger.info(f'no checkpoint in {work_dir} to resume: starting a new training')
+        return
+    # mmengine 0.10's Runner reads cfg.resume / cfg.load_from once, when it is built; the model
+    # that the candidates are held against exists only then
+    runner._resume, runner._load_from = True, checkpoint
+
+
 def main():
     args = parse_args()
     cfg = config_or_exit(args, setup_training, TRAIN_SPLITS, 'tools/train.py')
     try:
-        build_runner(cfg).train()
-    except (NonFiniteStepError, DiskFullError) as error:
+        runner = build_runner(cfg)
+        for note in args.guard_notes:
+            runner.logger.warning(f'guard hooks: {note}')
+        if args.resume:
+            resume(runner, args.resume, cfg.work_dir)
+        runner.train()
+    except (NonFiniteStepError, DiskFullError, ResumeError) as error:
         sys.exit(f'tools/train.py: error: {error}')
 
 

@@ -1,5 +1,4 @@
-from .atomic_checkpoint_hook import (AtomicCheckpointHook, AtomicLocalBackend, DiskFullError,
-                                     latest_checkpoint)
+from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, DiskFullError
 from .checkpoint_load_report_hook import CheckpointLoadReportHook, describe_checkpoint_load
 from .lr_range_hook import LrRangeHook
 from .main_process_logger_hook import MainProcessLoggerHook
@@ -11,5 +10,5 @@ __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointLoadReportHook', 'DiskFullError',
     'LrRangeHook', 'MainProcessLoggerHook',
     'NonFiniteStepError', 'NonFiniteStepHook', 'ProgressBarHook', 'SkippedSamplesHook',
-    'describe_checkpoint_load', 'latest_checkpoint'
+    'describe_checkpoint_load'
 ]

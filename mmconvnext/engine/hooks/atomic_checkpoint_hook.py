@@ -7,13 +7,11 @@ complete new file. A write that fails removes the temporary file; one that fails
 (``ENOSPC``, or ``EDQUOT``: quota) raises :class:`DiskFullError`, naming the file, the free space
 and the bytes needed. :class:`AtomicCheckpointHook` saves checkpoints through it, and moves the
 ``last_checkpoint`` pointer (atomically too) and removes outdated checkpoints
-(``max_keep_ckpts``) only once the new checkpoint is complete. :func:`latest_checkpoint` trusts
-the pointer only when it names an existing file and otherwise takes the newest complete
-checkpoint (mmengine's own ``CheckpointHook`` writes the pointer in place), so
-``tools/train.py --resume`` always finds a loadable one.
+(``max_keep_ckpts``) only once the new checkpoint is complete. ``tools/train.py --resume``
+(:mod:`mmconvnext.engine.resume_checkpoint`) trusts the pointer only when it names a file that
+reads and fits the model, and otherwise takes the newest one that does.
 """
 import errno
-import glob
 import os
 import os.path as osp
 import shutil
@@ -153,20 +151,3 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.remove(old_path)
             elif self.file_backend.isdir(old_path):  # deepspeed saves directories
                 self.file_backend.rmtree(old_path)
-
-
-def latest_checkpoint(work_dir):
-    """The checkpoint to resume in ``work_dir``, or None.
-
-    The file named in ``work_dir/last_checkpoint`` if it exists, else the most recently written
-    ``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir`` (complete files, see the module doc).
-    """
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer) as file:
-            named = file.read().strip()
-        if named and osp.isfile(named):
-            return named
-    candidates = glob.glob(osp.join(work_dir, 'epoch_*.pth')) + glob.glob(
-        osp.join(work_dir, 'iter_*.pth'))
-    return max(candidates, key=osp.getmtime, default=None)
