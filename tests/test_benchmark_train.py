@@ -1,6 +1,7 @@
 """tools/analysis/benchmark_train.py: synthetic batches shaped by the recipes, the timm peer with
 our learning-rate groups, the side-by-side run with its profile and JSON, and bad input."""
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -135,19 +136,22 @@ def test_side_by_side_run_reports_each_config_and_where_the_time_goes(slim_confi
 
 
 def test_segmentation_run_and_bad_input_are_reported(slim_configs):
-    out = run_tool('analysis/benchmark_train.py', slim_configs['seg'], '--device', 'cpu',
-                   '--shape', 64, 64, '--warmup', 0, '--iters', 1).stdout
+    """One run and three refusals, as four processes at once (each is mostly its imports)."""
+    runs = [  # (arguments, whether it succeeds)
+        ((slim_configs['seg'], '--device', 'cpu', '--shape', 64, 64, '--warmup', 0, '--iters', 1),
+         True),
+        ((slim_configs['det'], slim_configs['seg'], '--device', 'cpu'), False),
+        (('configs/nope.py', '--device', 'cpu'), False),
+        ((slim_configs['det'], '--shape', 16, 16), False),
+    ]
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        out, mixed, missing, small = pool.map(
+            lambda run: run_tool('analysis/benchmark_train.py', *run[0], expect_ok=run[1]).stdout,
+            runs)
     assert 'segmentation, batch 2 x 3 x 64 x 64;' in out
     assert f'| {slim_configs["seg"]} | fp32 |' in out
-
-    mixed = run_tool('analysis/benchmark_train.py', slim_configs['det'], slim_configs['seg'],
-                     '--device', 'cpu', expect_ok=False).stdout
     assert "the configs mix detection and segmentation (['detection', 'segmentation'])" in mixed
-    missing = run_tool('analysis/benchmark_train.py', 'configs/nope.py', '--device', 'cpu',
-                       expect_ok=False).stdout
     assert 'error: config file configs/nope.py does not exist' in missing
-    small = run_tool('analysis/benchmark_train.py', slim_configs['det'], '--shape', 16, 16,
-                     expect_ok=False).stdout
     assert '--shape 16 16: sides must be >= 32' in small
 
 
