@@ -324,7 +324,11 @@ def convert(checkpoint, prefix=None):
                 dropped += outside
     fmt = _detect(state_dict)
     if fmt is None:
-        known = ', '.join(f'{f.first_dwconv} ({f.name})' for f in _FORMATS)
+        names = {}
+        for fmt in _FORMATS:
+            names.setdefault(fmt.first_dwconv, []).append(fmt.name)
+        known = ', '.join(f'{key} ({" / ".join(dict.fromkeys(formats))})'
+                          for key, formats in names.items())
         raise ValueError('unrecognised ConvNeXt checkpoint format: it names the first block\'s '
                          f'depthwise conv as none of {known}; keys: {_sample(state_dict)}')
     converted = {}
