@@ -5,7 +5,7 @@ import pytest
 from mmengine.config import Config
 from tiny_runs import CONFIG_DIR
 
-from mmconvnext.engine.guard_hooks import GuardHookError, ensure_guard_hooks
+from mmconvnext.engine.guard_hooks import GuardHookError, add_custom_hook, ensure_guard_hooks
 
 GUARDS = [dict(type='mmconvnext.SkippedSamplesHook'), dict(type='mmconvnext.NonFiniteStepHook')]
 
@@ -50,3 +50,14 @@ def test_the_configs_guards_are_left_as_they_are(name):
     cfg = Config.fromfile(CONFIG_DIR / f'{name}.py')
     hooks = list(cfg.custom_hooks)
     assert ensure_guard_hooks(cfg) == [] and cfg.custom_hooks == hooks
+
+
+def test_a_tool_adds_its_hook_once():
+    from mmconvnext.engine.hooks import CheckpointLoadReportHook, ProgressBarHook
+    cfg = Config(dict(custom_hooks=[dict(type='CheckpointLoadReportHook'), ProgressBarHook()]))
+    for hook in (CheckpointLoadReportHook, ProgressBarHook):
+        add_custom_hook(cfg, hook)  # both there already: bare type name, instance
+    assert len(cfg.custom_hooks) == 2
+    cfg = Config(dict())
+    add_custom_hook(cfg, ProgressBarHook)
+    assert cfg.custom_hooks == [dict(type='mmconvnext.ProgressBarHook')]

@@ -12,6 +12,7 @@ import argparse
 import os.path as osp
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
+from mmconvnext.engine.guard_hooks import add_custom_hook
 from mmconvnext.engine.hooks import CheckpointLoadReportHook, MainProcessLoggerHook, ProgressBarHook
 from mmconvnext.engine.runner_setup import (TEST_SPLITS, SetupError, add_common_args, build_runner,
                                             config_or_exit)
@@ -56,9 +57,8 @@ def setup_testing(cfg, args):
     logger_hook = cfg.get('default_hooks', {}).get('logger')
     if logger_hook and logger_hook.type in ('LoggerHook', 'mmengine.LoggerHook'):
         logger_hook.type = f'mmconvnext.{MainProcessLoggerHook.__name__}'  # one metrics writer
-    cfg.custom_hooks = [*cfg.get('custom_hooks', []),
-                        dict(type=f'mmconvnext.{ProgressBarHook.__name__}'),
-                        dict(type=f'mmconvnext.{CheckpointLoadReportHook.__name__}')]
+    add_custom_hook(cfg, ProgressBarHook)
+    add_custom_hook(cfg, CheckpointLoadReportHook)
 
 
 def main():

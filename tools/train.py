@@ -23,7 +23,7 @@ import argparse
 import sys
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
-from mmconvnext.engine.guard_hooks import GuardHookError, ensure_guard_hooks
+from mmconvnext.engine.guard_hooks import GuardHookError, add_custom_hook, ensure_guard_hooks
 from mmconvnext.engine.hooks import (AtomicCheckpointHook, CheckpointLoadReportHook, DiskFullError,
                                      NonFiniteStepError)
 from mmconvnext.engine.resume_checkpoint import ResumeError, choose_resume_checkpoint
@@ -62,10 +62,7 @@ def setup_training(cfg, args):
         args.guard_notes = ensure_guard_hooks(cfg)
     except GuardHookError as error:
         raise SetupError(str(error)) from None
-    hooks = cfg.get('custom_hooks', [])
-    report = f'mmconvnext.{CheckpointLoadReportHook.__name__}'
-    if report not in [hook.get('type') for hook in hooks]:
-        cfg.custom_hooks = [*hooks, dict(type=report)]
+    add_custom_hook(cfg, CheckpointLoadReportHook)
 
 
 def resume(runner, requested, work_dir):

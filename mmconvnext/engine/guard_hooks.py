@@ -1,4 +1,5 @@
-"""The guards that every training keeps, whatever a config does to ``custom_hooks``.
+"""The hooks the tools keep in ``custom_hooks``, whatever a config does to it: the guards of
+every training, and the tools' own additions (:func:`add_custom_hook`).
 
 The configs' base pieces put :class:`~.hooks.NonFiniteStepHook` (a NaN / inf loss or gradient
 stops the run) and :class:`~.hooks.SkippedSamplesHook` (the count of skipped bad samples in the
@@ -58,9 +59,23 @@ def ensure_guard_hooks(cfg):
     return notes
 
 
-def _guard_name(hook):
-    """The guard's class name if ``hook`` (a hook config) is one, else None."""
+def add_custom_hook(cfg, hook_class):
+    """Append ``mmconvnext.<hook_class>`` to ``cfg.custom_hooks`` unless a hook of that class
+    (scoped or bare type name, or an instance) is there already."""
+    hooks = cfg.get('custom_hooks', [])
+    if hook_class.__name__ not in [hook_class_name(hook) for hook in hooks]:
+        cfg.custom_hooks = [*hooks, dict(type=f'mmconvnext.{hook_class.__name__}')]
+
+
+def hook_class_name(hook):
+    """The class name of a ``custom_hooks`` entry (a config dict, scope dropped, or a hook
+    instance), or None."""
     hook_type = hook.get('type') if isinstance(hook, dict) else type(hook)
     name = hook_type if isinstance(hook_type, str) else getattr(hook_type, '__name__', None)
-    name = name.split('.')[-1] if name else None
+    return name.split('.')[-1] if name else None
+
+
+def _guard_name(hook):
+    """The guard's class name if ``hook`` (a hook config) is one, else None."""
+    name = hook_class_name(hook)
     return name if name in GUARD_HOOKS else None

@@ -16,6 +16,8 @@ import os.path as osp
 import torch
 from mmengine.model import is_model_wrapper
 
+from mmconvnext.models.backbones.checkpoint_formats import whole_model_state_dict
+
 
 class ResumeError(RuntimeError):
     """No checkpoint that ``--resume`` can continue from (the message says which and why)."""
@@ -28,7 +30,9 @@ def resume_candidates(work_dir):
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
         with open(pointer) as file:
-            named = [path for path in [file.read().strip()] if path and osp.isfile(path)]
+            path = file.read().strip()
+        if path and osp.isfile(path):
+            named.append(path)
     written = sorted(glob.glob(osp.join(work_dir, 'epoch_*.pth')) +
                      glob.glob(osp.join(work_dir, 'iter_*.pth')), key=osp.getmtime, reverse=True)
     return list(dict.fromkeys(named + written))
@@ -45,8 +49,7 @@ def unusable_reason(path, model):
         return 'not a training checkpoint: no state_dict'
     if not isinstance(checkpoint.get('meta'), dict):
         return 'not a training checkpoint: no meta (epoch, iteration)'
-    saved = {key[len('module.'):] if key.startswith('module.') else key: value
-             for key, value in checkpoint['state_dict'].items()}
+    saved = whole_model_state_dict(checkpoint)
     model = model.module if is_model_wrapper(model) else model
     for key, tensor in model.state_dict().items():
         if key not in saved:

@@ -325,8 +325,8 @@ def convert(checkpoint, prefix=None):
     fmt = _detect(state_dict)
     if fmt is None:
         names = {}
-        for fmt in _FORMATS:
-            names.setdefault(fmt.first_dwconv, []).append(fmt.name)
+        for known_format in _FORMATS:
+            names.setdefault(known_format.first_dwconv, []).append(known_format.name)
         known = ', '.join(f'{key} ({" / ".join(dict.fromkeys(formats))})'
                           for key, formats in names.items())
         raise ValueError('unrecognised ConvNeXt checkpoint format: it names the first block\'s '
@@ -363,9 +363,6 @@ def convert_in_place(state_dict, prefix=''):
     Returns:
         str | None: the name of the converted format, or None.
     """
-    if f'{prefix}stages.0.0.dwconv.weight' in state_dict and \
-            f'{prefix}norms.3.weight' not in state_dict:
-        return None  # ours (official layout): the common case, found without copying
     inside = {key[len(prefix):]: value for key, value in state_dict.items()
               if key.startswith(prefix)}
     fmt = _detect(inside)
