@@ -11,6 +11,7 @@ from importlib import import_module
 
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
@@ -23,6 +24,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     scope='mmconvnext', locations=['mmconvnext.engine.optimizers'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmconvnext',
                  locations=['mmconvnext.engine.hooks'])
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='mmconvnext',
+                 locations=['mmconvnext.engine.resumable_loops'])
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmconvnext',
                     locations=['mmconvnext.datasets'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmconvnext',

@@ -1,15 +1,17 @@
 """Shared pytest options and fixtures: heavy model sizes run only with ``--run-slow``; tests
 marked ``cuda`` run only where torch sees a GPU (``pytest -m cuda`` selects them); mmengine's
-log lines of a test (``log_lines``)."""
+log lines of a test (``log_lines``); the uninterrupted 2-process run that interrupted runs must
+end equal to (``mask_rcnn_reference``)."""
 import logging
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.logging import MMLogger
-from tiny_runs import one_thread
+from tiny_runs import one_thread, resumable_mask_rcnn_config, run_tool
 
 
 def pytest_addoption(parser):
@@ -40,6 +42,16 @@ def log_lines():
     logger.addHandler(handler)
     yield lambda: '\n'.join(record.getMessage() for record in records)
     logger.removeHandler(handler)
+
+
+@pytest.fixture(scope='session')
+def mask_rcnn_reference(tmp_path_factory):
+    """:func:`tiny_runs.resumable_mask_rcnn_config` trained without interruption by
+    ``dist_train.sh`` on 2 gloo processes: ``config``, ``work_dir`` and the tool's ``output``."""
+    tmp = tmp_path_factory.mktemp('reference')
+    config = resumable_mask_rcnn_config(tmp)
+    output = run_tool('dist_train.sh', config, 2, '--work-dir', tmp / 'work_dir').stdout
+    return SimpleNamespace(config=config, work_dir=tmp / 'work_dir', output=output)
 
 
 @pytest.fixture

@@ -40,11 +40,12 @@ def test_newest_usable_checkpoint_after_passing_over_the_bad_ones(model, tmp_pat
     other = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Linear(5, 2))
     other_model = write(tmp_path / 'iter_6.pth', checkpoint(other, 6), age_s=30)
     no_meta = write(tmp_path / 'iter_4.pth', {'state_dict': model.state_dict()}, age_s=40)
+    preempted = write(tmp_path / 'preempted.pth', checkpoint(model, 3), age_s=45)
     (tmp_path / 'last_checkpoint').write_text(truncated)
-    assert resume_candidates(tmp_path) == [truncated, text, other_model, no_meta, good]
+    assert resume_candidates(tmp_path) == [truncated, text, other_model, no_meta, preempted, good]
 
     warnings = []
-    assert choose_resume_checkpoint('auto', str(tmp_path), model, warnings.append) == good
+    assert choose_resume_checkpoint('auto', str(tmp_path), model, warnings.append) == preempted
 
     reasons = [line.split(': ', 1)[1] for line in warnings]
     assert [line.split(':')[0] for line in warnings] == [

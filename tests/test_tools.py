@@ -7,6 +7,7 @@ ADEChallengeData2016 layouts, and ``tools/dist_test.sh`` evaluates the checkpoin
 metrics; a SIGKILLed run resumes; bad input is refused before training.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from tiny_runs import (TIMEOUT_S, TOOLS_DIR, ade_config, run_tool, saved_metrics,
-                       tiny_mask_rcnn_config, tool_env, train_scalars, write_config)
+                       state_dicts_differ, tiny_mask_rcnn_config, tool_env, train_scalars,
+                       write_config)
 
 import mmconvnext  # noqa: F401  (checkpoint globals for torch.load(weights_only=True))
 
@@ -35,18 +37,18 @@ def ade_tmp(tmp_path_factory):
 # --- 2 processes: train, then test ----------------------------------------------------------
 
 
-def test_mask_rcnn_trains_on_2_gloo_processes_and_tests_with_coco_metrics(coco_config, tmp_path):
-    work_dir = tmp_path / 'work_dir'
-    out = run_tool('dist_train.sh', coco_config, 2, '--work-dir', work_dir).stdout
+def test_mask_rcnn_trains_on_2_gloo_processes_and_tests_with_coco_metrics(
+        mask_rcnn_reference, tmp_path):
+    out, work_dir = mask_rcnn_reference.output, mask_rcnn_reference.work_dir
     assert 'GPU number: 2' in out and 'AmpOptimWrapper replaced by OptimWrapper' in out
-    checkpoint = work_dir / 'epoch_2.pth'
+    checkpoint = work_dir / 'iter_8.pth'
     assert (work_dir / 'last_checkpoint').read_text() == str(checkpoint)
 
     results = tmp_path / 'results.pkl'
     test_dir = tmp_path / 'test_dir'
     pictures = tmp_path / 'pictures'
-    run_tool('dist_test.sh', coco_config, checkpoint, 2, '--work-dir', test_dir, '--out', results,
-             '--show-dir', pictures)
+    run_tool('dist_test.sh', mask_rcnn_reference.config, checkpoint, 2, '--work-dir', test_dir,
+             '--out', results, '--show-dir', pictures)
 
     metrics = saved_metrics(test_dir)
     for metric in ('bbox', 'segm'):
@@ -136,6 +138,41 @@ def test_resume_after_sigkill_continues_at_the_checkpoint_iteration_and_lr(ade_t
                                              rel=1e-6)
     assert resumed[-1]['iter'] == max_iters
     assert (work_dir / f'iter_{max_iters}.pth').is_file()
+
+
+def worker_pids(torchrun_pid):
+    """The processes torchrun ``torchrun_pid`` runs now (its children)."""
+    return [int(pid) for pid in
+            Path(f'/proc/{torchrun_pid}/task/{torchrun_pid}/children').read_text().split()]
+
+
+def test_a_preempted_then_killed_torchrun_run_restarts_itself_and_ends_with_the_same_weights(
+        mask_rcnn_reference, tmp_path):
+    """MAX_RESTARTS=2: SIGUSR1 to one of the 2 processes mid-epoch 1 (both stop at one iteration,
+    preempted.pth, exit 75), then SIGKILL to one in epoch 2; torchrun restarts both each time and
+    each start resumes by itself, at the next batch. The weights equal the uninterrupted run's,
+    bit for bit."""
+    work_dir = tmp_path / 'work_dir'
+    run = subprocess.Popen(
+        [str(TOOLS_DIR / 'dist_train.sh'), str(mask_rcnn_reference.config), '2', '--work-dir',
+         str(work_dir)], env=tool_env(MAX_RESTARTS='2'), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    faults = [(re.compile(r'Epoch\(train\) +\[1\]\[2/4\]'), signal.SIGUSR1),
+              (re.compile(r'Epoch\(train\) +\[2\]\[2/4\]'), signal.SIGKILL)]
+    lines = []
+    for line in run.stdout:
+        lines.append(line)
+        if faults and faults[0][0].search(line):
+            os.kill(worker_pids(run.pid)[-1], faults.pop(0)[1])
+    out = ''.join(lines)
+    assert run.wait(timeout=TIMEOUT_S) == 0 and not faults, out[-6000:]
+
+    assert re.search(r'SIGUSR1: stopping after iteration [234] \(epoch 1\)', out)
+    assert out.count('tools/train.py: preempted: SIGUSR1 received') == 2  # both processes
+    assert 'torchrun start 3 of at most 3 (MAX_RESTARTS)' in out
+    assert re.search(r'resuming epoch 1 at batch [345] of 4', out)
+    assert state_dicts_differ(work_dir / 'iter_8.pth',
+                              mask_rcnn_reference.work_dir / 'iter_8.pth') == []
 
 
 # --- bad input ------------------------------------------------------------------------------

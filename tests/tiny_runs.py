@@ -233,6 +233,27 @@ def tiny_mask_rcnn_config(tmp):
     return write_config(cfg, tmp / 'tiny_mask_rcnn.py')
 
 
+def resumable_mask_rcnn_config(tmp):
+    """:func:`tiny_mask_rcnn_config` as a run to interrupt: its 2 images 4 times an epoch, 1 per
+    batch, read by a dataloader worker; 2 epochs (4 iterations each on 2 processes), a checkpoint
+    every 3 iterations and at the end (``iter_3.pth``, ``iter_6.pth``, ``iter_8.pth``)."""
+    cfg = Config.fromfile(tiny_mask_rcnn_config(tmp))
+    loader = cfg.train_dataloader
+    loader.dataset = dict(type='RepeatDataset', times=4, dataset=loader.dataset)
+    loader.update(batch_size=1, num_workers=1)
+    cfg.default_hooks.checkpoint.update(by_epoch=False, interval=3)
+    return write_config(cfg, tmp / 'resumable_mask_rcnn.py')
+
+
+def state_dicts_differ(path, reference):
+    """The names of the weights that differ (not bit for bit equal) between the checkpoints at
+    ``path`` and ``reference``."""
+    weights, expected = (torch.load(file, map_location='cpu', weights_only=True)['state_dict']
+                         for file in (path, reference))
+    assert weights.keys() == expected.keys()
+    return [name for name, tensor in weights.items() if not torch.equal(tensor, expected[name])]
+
+
 def ade_config(tmp, max_iters, checkpoint_interval):
     """UperNet config on a 2 + 2 image ADE20K, ``max_iters`` iterations."""
     if not (tmp / 'ADEChallengeData2016').exists():

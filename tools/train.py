@@ -18,14 +18,24 @@ report of what it gave the model (:class:`mmconvnext.engine.hooks.CheckpointLoad
 The non-finite-step guard and the skipped-samples count stay on whatever a config does to
 ``custom_hooks`` (:mod:`mmconvnext.engine.guard_hooks`); ``disabled_guards =
 ['NonFiniteStepHook']`` in a config turns one off, and the log says so.
+SIGTERM / SIGUSR1 (a Slurm time limit or preemption) stop every rank at one iteration with a
+checkpoint, ``WORK_DIR/preempted.pth``, and exit status 75
+(:class:`mmconvnext.engine.hooks.PreemptionHook`); a resumed run goes on at the next batch and
+ends with the weights of an uninterrupted one (:mod:`mmconvnext.engine.resumable_loops`). Under
+torchrun with restarts (``MAX_RESTARTS=N tools/dist_train.sh``) every start resumes by itself.
+glibc's allocator returns freed host memory at once
+(:class:`mmconvnext.engine.hooks.HostMemoryHook`).
 """
 import argparse
+import os
 import sys
 
 import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrapper)
 from mmconvnext.engine.guard_hooks import GuardHookError, add_custom_hook, ensure_guard_hooks
-from mmconvnext.engine.hooks import (AtomicCheckpointHook, CheckpointLoadReportHook, DiskFullError,
-                                     NonFiniteStepError)
+from mmconvnext.engine.hooks import (PREEMPTED_EXIT_STATUS, AtomicCheckpointHook,
+                                     CheckpointLoadReportHook, DiskFullError, HostMemoryHook,
+                                     NonFiniteStepError, PreemptionHook, TrainingPreempted)
+from mmconvnext.engine.resumable_loops import use_resumable_loop
 from mmconvnext.engine.resume_checkpoint import ResumeError, choose_resume_checkpoint
 from mmconvnext.engine.runner_setup import (TRAIN_SPLITS, SetupError, add_common_args, build_runner,
                                             config_or_exit, fit_optim_wrapper_to_device)
@@ -44,9 +54,10 @@ def parse_args():
 
 
 def setup_training(cfg, args):
-    """Apply ``--amp``, ``--auto-scale-lr``, atomic checkpoints, the guard hooks and the load
-    report of ``load_from`` / ``--resume`` checkpoints to ``cfg``; what the guards changed goes to
-    ``args.guard_notes``, for the log. (``--resume`` needs the model: :func:`resume`.)"""
+    """Apply ``--amp``, ``--auto-scale-lr``, atomic checkpoints, the guard hooks, the load
+    report of ``load_from`` / ``--resume`` checkpoints, the preemption stop, the host memory
+    and the resumable train loop to ``cfg``; what the guards and the loop swap have to say goes
+    to ``args.setup_notes``, for the log. (``--resume`` needs the model: :func:`resume`.)"""
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -59,10 +70,14 @@ def setup_training(cfg, args):
     if checkpoint_hook and checkpoint_hook.type in ('CheckpointHook', 'mmengine.CheckpointHook'):
         checkpoint_hook.type = f'mmconvnext.{AtomicCheckpointHook.__name__}'
     try:
-        args.guard_notes = ensure_guard_hooks(cfg)
+        args.setup_notes = [f'guard hooks: {note}' for note in ensure_guard_hooks(cfg)]
     except GuardHookError as error:
         raise SetupError(str(error)) from None
     add_custom_hook(cfg, CheckpointLoadReportHook)
+    add_custom_hook(cfg, PreemptionHook)
+    add_custom_hook(cfg, HostMemoryHook)
+    loop_note = use_resumable_loop(cfg)
+    args.setup_notes += [loop_note] if loop_note else []
 
 
 def resume(runner, requested, work_dir):
@@ -77,18 +92,32 @@ def resume(runner, requested, work_dir):
     runner._resume, runner._load_from = True, checkpoint
 
 
+def elastic_restarts():
+    """torchrun's restart budget of this run (``--max-restarts``; 0 outside torchrun)."""
+    return int(os.environ.get('TORCHELASTIC_MAX_RESTARTS', 0))
+
+
 def main():
     args = parse_args()
     cfg = config_or_exit(args, setup_training, TRAIN_SPLITS, 'tools/train.py')
     try:
         runner = build_runner(cfg)
-        for note in args.guard_notes:
-            runner.logger.warning(f'guard hooks: {note}')
+        for note in args.setup_notes:
+            runner.logger.warning(note)
+        if not args.resume and elastic_restarts():
+            runner.logger.info(
+                f'torchrun start {int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) + 1} of at '
+                f'most {elastic_restarts() + 1} (MAX_RESTARTS): resuming from the newest '
+                'checkpoint, if any')
+            args.resume = 'auto'
         if args.resume:
             resume(runner, args.resume, cfg.work_dir)
         runner.train()
     except (NonFiniteStepError, DiskFullError, ResumeError) as error:
         sys.exit(f'tools/train.py: error: {error}')
+    except TrainingPreempted as stop:
+        print(f'tools/train.py: preempted: {stop}', file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_STATUS)
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ import torch
 from mmengine.model import is_model_wrapper
 
 from mmconvnext.models.backbones.checkpoint_formats import whole_model_state_dict
+from .hooks.preemption_hook import PREEMPTION_CHECKPOINT
 
 
 class ResumeError(RuntimeError):
@@ -25,7 +26,8 @@ class ResumeError(RuntimeError):
 
 def resume_candidates(work_dir):
     """The checkpoints of ``work_dir``, newest first: the file ``last_checkpoint`` names (if it
-    exists), then ``epoch_*.pth`` / ``iter_*.pth`` from the most recently written."""
+    exists), then ``epoch_*.pth``, ``iter_*.pth`` and ``preempted.pth`` from the most recently
+    written."""
     named = []
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
@@ -33,8 +35,9 @@ def resume_candidates(work_dir):
             path = file.read().strip()
         if path and osp.isfile(path):
             named.append(path)
-    written = sorted(glob.glob(osp.join(work_dir, 'epoch_*.pth')) +
-                     glob.glob(osp.join(work_dir, 'iter_*.pth')), key=osp.getmtime, reverse=True)
+    written = sorted([path for pattern in ('epoch_*.pth', 'iter_*.pth', PREEMPTION_CHECKPOINT)
+                      for path in glob.glob(osp.join(work_dir, pattern))],
+                     key=osp.getmtime, reverse=True)
     return list(dict.fromkeys(named + written))
 
 
