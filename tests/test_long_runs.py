@@ -119,7 +119,7 @@ def test_the_host_memory_hook_fixes_glibcs_thresholds_or_says_it_cannot(
     from mmconvnext.engine.hooks import HostMemoryHook, host_memory_hook
     runner = SimpleNamespace(logger=MMLogger.get_current_instance())
     HostMemoryHook().before_run(runner)  # glibc here: mallopt accepts both
-    assert 'HostMemoryHook: glibc returns freed blocks of 131072 bytes or more at once' in (
+    assert 'HostMemoryHook: glibc returns freed blocks of 4194304 bytes or more at once' in (
         log_lines())
     monkeypatch.setattr(host_memory_hook, 'fix_malloc_thresholds', lambda **_: False)
     HostMemoryHook().before_run(runner)

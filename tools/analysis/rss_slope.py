@@ -22,7 +22,9 @@ import numpy as np
 from mmconvnext.demo import write_demo_data
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / 'configs' / 'demo' / 'mask_rcnn_convnext_atto_demo.py'
+sys.path.insert(0, str(REPO / 'tools'))
+from demo import DET_CONFIG, det_options  # noqa: E402  (tools/demo.py: the demo's options)
+
 #: An mmengine training log line: ``Epoch(train)  [3][20/40] ... time: 0.8123 ...``.
 ITERATION_LINE = re.compile(r'Epoch\(train\) +\[(\d+)\]\[ *(\d+)/(\d+)\].* time: ([\d.]+)')
 
@@ -61,14 +63,9 @@ def slope_per_100(iterations, rss, warmup):
 def main(argv=None):
     args = parse_args(argv)
     write_demo_data(args.data_root.resolve())
-    coco = f'{args.data_root.resolve() / "coco"}/'
-    options = [f'{loader}.dataset.data_root={coco}'
-               for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    options += [f'{evaluator}.{index}.ann_file={coco}annotations/instances_val.json'
-                for evaluator in ('val_evaluator', 'test_evaluator') for index in (0, 1)]
-    options += [f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_begin={args.epochs + 1}',
-                'default_hooks.logger.interval=1']
-    command = [sys.executable, str(REPO / 'tools' / 'train.py'), str(CONFIG),
+    options = det_options(args.data_root.resolve(), args.epochs) + [
+        'default_hooks.logger.interval=1']
+    command = [sys.executable, str(REPO / 'tools' / 'train.py'), str(DET_CONFIG),
                '--work-dir', str(args.work_dir), '--cfg-options', *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
