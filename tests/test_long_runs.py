@@ -4,6 +4,7 @@ the RSS slope.
 The runs that stop and resume (a preemption, a killed process, a truncated checkpoint) and end
 with the uninterrupted run's weights are in ``test_tools.py`` (torchrun) and ``test_slurm.py``.
 """
+import os
 import pickle
 import random
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from tiny_runs import load_tool
+from tiny_runs import CONFIG_DIR, load_tool, run_tool, tool_env
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from mmconvnext.engine.resumable_loops import use_resumable_loop
@@ -124,3 +125,35 @@ def test_the_host_memory_hook_fixes_glibcs_thresholds_or_says_it_cannot(
     monkeypatch.setattr(host_memory_hook, 'fix_malloc_thresholds', lambda **_: False)
     HostMemoryHook().before_run(runner)
     assert 'the C library is not glibc (no mallopt); its thresholds are left' in log_lines()
+
+
+def test_requeue_needs_a_slurm_job_and_says_why_scontrol_refused(monkeypatch, tmp_path):
+    from mmconvnext.engine.hooks import RequeueError, requeue_slurm_job
+    announced = []
+    monkeypatch.delenv('SLURM_JOB_ID', raising=False)
+    with pytest.raises(RequeueError, match=r'not in a Slurm job \(SLURM_JOB_ID is unset\)'):
+        requeue_slurm_job(announced.append)
+    monkeypatch.setenv('SLURM_JOB_ID', '4242')
+    monkeypatch.setenv('SLURM_PROCID', '1')
+    requeue_slurm_job(announced.append)  # not the first task: nothing to do
+    assert announced == []
+    monkeypatch.setenv('SLURM_PROCID', '0')
+    scontrol = tmp_path / 'scontrol'  # a Slurm that refuses, as for a --no-requeue job
+    scontrol.write_text('#!/bin/sh\necho "scontrol: error: Requested operation is presently '
+                        'disabled" >&2\nexit 1\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{tmp_path}:{os.environ["PATH"]}')
+    with pytest.raises(RequeueError, match='scontrol requeue 4242 failed: scontrol: error: '
+                       'Requested operation is presently disabled'):
+        requeue_slurm_job(announced.append)
+    assert announced == ['4242']
+    monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
+    with pytest.raises(RequeueError, match=r'scontrol requeue 4242: \[Errno 2\]'):
+        requeue_slurm_job(announced.append)
+
+
+def test_train_refuses_requeue_outside_a_slurm_job(tmp_path):
+    env = {key: value for key, value in tool_env().items() if key != 'SLURM_JOB_ID'}
+    out = run_tool('train.py', CONFIG_DIR / 'mask_rcnn_convnext_t.py', '--requeue',
+                   expect_ok=False, env=env).stdout
+    assert 'tools/train.py: error: --requeue needs a Slurm batch job (SLURM_JOB_ID is unset)' in out

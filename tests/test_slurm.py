@@ -18,6 +18,8 @@ from tiny_runs import TIMEOUT_S, TOOLS_DIR, free_port, run_tool, state_dicts_dif
 DAEMONS = ('munged', 'slurmctld', 'slurmd')
 #: Where Debian puts the daemons (not in a user's PATH).
 SBIN = '/usr/sbin'
+#: The states of a job that has ended.
+FINAL_STATES = ('COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'OUT_OF_MEMORY')
 
 
 def slurm_conf(root, host, ports):
@@ -36,11 +38,12 @@ def slurm_conf(root, host, ports):
         f'PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP', ''])
 
 
-def wait_for(condition, what, timeout_s=TIMEOUT_S):
-    """Poll ``condition()`` until it is true; fail naming ``what`` after ``timeout_s``."""
+def wait_for(condition, what, timeout_s=TIMEOUT_S, describe=str):
+    """Poll ``condition()`` until it is true; fail naming ``what`` and ``describe()`` after
+    ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f'timed out waiting for {what}'
+        assert time.monotonic() < deadline, f'timed out waiting for {what}\n{describe()}'
         time.sleep(0.25)
 
 
@@ -71,9 +74,7 @@ def slurm(tmp_path_factory):
     try:
         for daemon in ('slurmctld', 'slurmd'):
             subprocess.run([f'{SBIN}/{daemon}'], env=env, check=True)
-        wait_for(lambda: 'idle' in subprocess.run(['sinfo', '-h', '-o', '%T'], env=env,
-                                                  capture_output=True, text=True).stdout,
-                 'the node to be idle', timeout_s=60)
+        wait_for(lambda: sinfo_state(env) == 'idle', 'the node to be idle', timeout_s=60)
         yield env
     finally:
         subprocess.run(['scancel', '--user=root'], env=env)
@@ -81,18 +82,28 @@ def slurm(tmp_path_factory):
         subprocess.run([f'{SBIN}/munged', '--stop', f'--socket={root}/munge.socket'])
 
 
+def sinfo_state(env):
+    """The node's state (idle, allocated, ...), by ``sinfo``."""
+    return subprocess.run(['sinfo', '-h', '-o', '%T'], env=env, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def show_job(env, job):
+    """``scontrol show job JOB``."""
+    return subprocess.run(['scontrol', 'show', 'job', job], env=env, capture_output=True,
+                          text=True).stdout
+
+
 def job_field(env, job, field):
-    """``field`` of ``scontrol show job JOB`` (e.g. JobState, Restarts)."""
-    shown = subprocess.run(['scontrol', 'show', 'job', job], env=env, capture_output=True,
-                           text=True).stdout
-    match = re.search(rf'\b{field}=(\S+)', shown)
+    """``field`` of :func:`show_job` (e.g. JobState, Restarts)."""
+    match = re.search(rf'\b{field}=(\S+)', show_job(env, job))
     return match.group(1) if match else None
 
 
 def test_a_job_signalled_mid_epoch_requeues_itself_and_ends_with_the_same_weights(
         slurm, mask_rcnn_reference, tmp_path):
     """USR1 (Slurm's warning ahead of the time limit) once epoch 1 is under way: the ranks stop at
-    one iteration with preempted.pth and exit 75, the job requeues itself, and its second start
+    one iteration with preempted.pth, the first task requeues the job, and its second start
     resumes at the next batch and finishes."""
     work_dir, log = tmp_path / 'work_dir', tmp_path / 'job.out'
     env = {**tool_env(), **slurm, 'MASTER_PORT': str(free_port())}
@@ -101,18 +112,29 @@ def test_a_job_signalled_mid_epoch_requeues_itself_and_ends_with_the_same_weight
          str(TOOLS_DIR / 'sbatch_train.sh'), str(mask_rcnn_reference.config), str(work_dir)],
         env=env, cwd=TOOLS_DIR.parent, capture_output=True, text=True, check=True).stdout.strip()
     started = re.compile(r'Epoch\(train\) +\[1\]\[2/4\]')
-    wait_for(lambda: log.exists() and started.search(log.read_text()), 'epoch 1, iteration 2')
+
+    def describe():
+        return show_job(env, job) + (log.read_text()[-3000:] if log.exists() else 'no log')
+
+    wait_for(lambda: log.exists() and started.search(log.read_text()), 'epoch 1, iteration 2',
+             describe=describe)
     subprocess.run(['scancel', '--signal=USR1', job], env=env, check=True)
-    wait_for(lambda: job_field(env, job, 'Restarts') == '1', 'the job to be requeued')
-    # Slurm holds a requeued batch job back for 2 minutes; the test does not wait that long
+    wait_for(lambda: (job_field(env, job, 'Restarts'), job_field(env, job, 'JobState')) == (
+        '1', 'PENDING'), 'the job to be requeued', describe=describe)
+    # Slurm holds a requeued batch job back for 2 minutes; the test does not wait that long, but
+    # the node must have ended the first start, and a new start in the second of the requeue
+    # would be refused ("Job credential revoked": the revocation has 1 s resolution)
+    wait_for(lambda: sinfo_state(env) == 'idle', 'the node to be idle', describe=describe)
+    time.sleep(1.5)
     subprocess.run(['scontrol', 'update', f'JobId={job}', 'StartTime=now'], env=env, check=True)
-    wait_for(lambda: job_field(env, job, 'JobState') in ('COMPLETED', 'FAILED'), 'the job')
+    wait_for(lambda: job_field(env, job, 'JobState') in FINAL_STATES, 'the job to end',
+             describe=describe)
 
     out = log.read_text()
-    assert job_field(env, job, 'JobState') == 'COMPLETED', out[-6000:]
+    assert job_field(env, job, 'JobState') == 'COMPLETED', describe()
     assert re.search(r'SIGUSR1: stopping after iteration [234] \(epoch 1\)', out)
-    assert 'tasks 0-1: Exited with exit code 75' in out
-    assert f'sbatch_train.sh: preempted, requeueing job {job}' in out
+    assert out.count('tools/train.py: preempted: SIGUSR1 received') == 2  # both tasks
+    assert f'requeueing Slurm job {job}: it resumes from the checkpoint' in out
     assert re.search(r'resuming epoch 1 at batch [345] of 4', out)
     assert state_dicts_differ(work_dir / 'iter_8.pth',
                               mask_rcnn_reference.work_dir / 'iter_8.pth') == []

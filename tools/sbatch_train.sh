@@ -3,13 +3,13 @@
 #   sbatch -p PARTITION --ntasks=8 --ntasks-per-node=8 --gres=gpu:8 --cpus-per-task=5 \
 #       [--time=...] tools/sbatch_train.sh CONFIG WORK_DIR [tools/train.py args]
 # Slurm sends USR1 120 s before the time limit (--signal below) and SIGTERM when it preempts the
-# job: the ranks stop at one iteration, write WORK_DIR/preempted.pth and exit with status 75.
-# The job then requeues itself; each start resumes from the newest usable checkpoint (--resume).
+# job: the ranks stop at one iteration and write WORK_DIR/preempted.pth, then the first task
+# requeues the job (train.py --requeue). Each start resumes from the newest usable checkpoint.
 # Environment: PYTHON (python), MASTER_PORT (29500), OMP_NUM_THREADS (--cpus-per-task).
 #SBATCH --signal=USR1@120
 #SBATCH --requeue
 #SBATCH --open-mode=append
-set -uo pipefail
+set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: sbatch [options] $0 CONFIG WORK_DIR [tools/train.py args]" >&2
     exit 2
@@ -28,11 +28,4 @@ export PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}"
 # a SIGTERM to this script (preemption) waits for the ranks, which get it too and save
 trap 'echo "sbatch_train.sh: SIGTERM, the ranks stop at their next iteration"' TERM
 srun --kill-on-bad-exit=1 "${PYTHON:-python}" -u "$TOOLS_DIR/train.py" "$CONFIG" \
-    --work-dir="$WORK_DIR" --resume --launcher slurm "$@"
-status=$?
-# 75: mmconvnext.engine.hooks.PREEMPTED_EXIT_STATUS
-if [ "$status" -eq 75 ]; then
-    echo "sbatch_train.sh: preempted, requeueing job $SLURM_JOB_ID"
-    scontrol requeue "$SLURM_JOB_ID"
-fi
-exit "$status"
+    --work-dir="$WORK_DIR" --resume --requeue --launcher slurm "$@"

@@ -20,7 +20,8 @@ The non-finite-step guard and the skipped-samples count stay on whatever a confi
 ['NonFiniteStepHook']`` in a config turns one off, and the log says so.
 SIGTERM / SIGUSR1 (a Slurm time limit or preemption) stop every rank at one iteration with a
 checkpoint, ``WORK_DIR/preempted.pth``, and exit status 75
-(:class:`mmconvnext.engine.hooks.PreemptionHook`); a resumed run goes on at the next batch and
+(:class:`mmconvnext.engine.hooks.PreemptionHook`; with ``--requeue``, in a Slurm batch job, the
+job is requeued); a resumed run goes on at the next batch and
 ends with the weights of an uninterrupted one (:mod:`mmconvnext.engine.resumable_loops`). Under
 torchrun with restarts (``MAX_RESTARTS=N tools/dist_train.sh``) every start resumes by itself.
 glibc's allocator returns freed host memory at once
@@ -34,7 +35,8 @@ import mmconvnext  # noqa: F401  (registries, checkpoint globals, CPU DDP wrappe
 from mmconvnext.engine.guard_hooks import GuardHookError, add_custom_hook, ensure_guard_hooks
 from mmconvnext.engine.hooks import (PREEMPTED_EXIT_STATUS, AtomicCheckpointHook,
                                      CheckpointLoadReportHook, DiskFullError, HostMemoryHook,
-                                     NonFiniteStepError, PreemptionHook, TrainingPreempted)
+                                     NonFiniteStepError, PreemptionHook, RequeueError,
+                                     TrainingPreempted, requeue_slurm_job)
 from mmconvnext.engine.resumable_loops import use_resumable_loop
 from mmconvnext.engine.resume_checkpoint import ResumeError, choose_resume_checkpoint
 from mmconvnext.engine.runner_setup import (TRAIN_SPLITS, SetupError, add_common_args, build_runner,
@@ -47,6 +49,8 @@ def parse_args():
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
                         help='resume from CHECKPOINT, or without it from the latest checkpoint '
                         'in the work dir')
+    parser.add_argument('--requeue', action='store_true',
+                        help='in a Slurm batch job: requeue it when preempted (sbatch_train.sh)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by total batch size / auto_scale_lr.base_batch_size')
@@ -58,6 +62,8 @@ def setup_training(cfg, args):
     report of ``load_from`` / ``--resume`` checkpoints, the preemption stop, the host memory
     and the resumable train loop to ``cfg``; what the guards and the loop swap have to say goes
     to ``args.setup_notes``, for the log. (``--resume`` needs the model: :func:`resume`.)"""
+    if args.requeue and not os.environ.get('SLURM_JOB_ID'):
+        raise SetupError('--requeue needs a Slurm batch job (SLURM_JOB_ID is unset)')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -116,8 +122,20 @@ def main():
     except (NonFiniteStepError, DiskFullError, ResumeError) as error:
         sys.exit(f'tools/train.py: error: {error}')
     except TrainingPreempted as stop:
-        print(f'tools/train.py: preempted: {stop}', file=sys.stderr)
+        print(f'tools/train.py: preempted: {stop}', file=sys.stderr, flush=True)
+        if args.requeue:
+            requeue(runner)
         sys.exit(PREEMPTED_EXIT_STATUS)
+
+
+def requeue(runner):
+    """``--requeue``: requeue the Slurm job from its first task (after the checkpoint is complete
+    on every rank); the requeued job's ``--resume`` goes on from it."""
+    try:
+        requeue_slurm_job(lambda job: runner.logger.warning(
+            f'requeueing Slurm job {job}: it resumes from the checkpoint when it starts again'))
+    except RequeueError as error:
+        print(f'tools/train.py: error: {error}; the job is not requeued', file=sys.stderr)
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@ from .lr_range_hook import LrRangeHook
 from .main_process_logger_hook import MainProcessLoggerHook
 from .non_finite_step_hook import NonFiniteStepError, NonFiniteStepHook
 from .preemption_hook import (PREEMPTED_EXIT_STATUS, PREEMPTION_CHECKPOINT, PreemptionHook,
-                              TrainingPreempted)
+                              RequeueError, TrainingPreempted, requeue_slurm_job)
 from .progress_bar_hook import ProgressBarHook
 from .skipped_samples_hook import SkippedSamplesHook
 
@@ -13,6 +13,7 @@ __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointLoadReportHook', 'DiskFullError',
     'HostMemoryHook', 'LrRangeHook', 'MainProcessLoggerHook',
     'NonFiniteStepError', 'NonFiniteStepHook', 'PREEMPTED_EXIT_STATUS', 'PREEMPTION_CHECKPOINT',
-    'PreemptionHook', 'ProgressBarHook', 'SkippedSamplesHook', 'TrainingPreempted',
+    'PreemptionHook', 'ProgressBarHook', 'RequeueError', 'SkippedSamplesHook', 'TrainingPreempted',
+    'requeue_slurm_job',
     'describe_checkpoint_load'
 ]

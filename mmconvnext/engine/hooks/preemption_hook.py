@@ -9,8 +9,10 @@ stops them all, at the same iteration). Then rank 0 writes ``WORK_DIR/preempted.
 ``tools/train.py`` exits with :data:`PREEMPTED_EXIT_STATUS`. A signal during validation takes
 effect after the next training iteration.
 """
+import os
 import os.path as osp
 import signal
+import subprocess
 import threading
 
 import torch
@@ -30,6 +32,32 @@ PREEMPTION_CHECKPOINT = 'preempted.pth'
 
 class TrainingPreempted(Exception):
     """The ranks stopped at one iteration on a signal; the message names it and the checkpoint."""
+
+
+class RequeueError(RuntimeError):
+    """The Slurm job could not be requeued (the message says why)."""
+
+
+def requeue_slurm_job(announce):
+    """From the job's first task (``SLURM_PROCID`` 0), ``scontrol requeue`` this Slurm job, which
+    ends every task of it, after ``announce(job id)``; other tasks do nothing.
+
+    Raises:
+        RequeueError: not in a Slurm job, or ``scontrol`` refused (e.g. a job submitted with
+            ``--no-requeue``).
+    """
+    job = os.environ.get('SLURM_JOB_ID')
+    if not job:
+        raise RequeueError('not in a Slurm job (SLURM_JOB_ID is unset)')
+    if os.environ.get('SLURM_PROCID', '0') != '0':
+        return
+    announce(job)
+    try:
+        done = subprocess.run(['scontrol', 'requeue', job], capture_output=True, text=True)
+    except OSError as error:
+        raise RequeueError(f'scontrol requeue {job}: {error}') from error
+    if done.returncode:
+        raise RequeueError(f'scontrol requeue {job} failed: {done.stderr.strip()}')
 
 
 @HOOKS.register_module()
