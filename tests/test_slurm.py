@@ -143,10 +143,11 @@ def test_a_job_signalled_mid_epoch_requeues_itself_and_ends_with_the_same_weight
 def test_slurm_train_passes_over_a_truncated_newest_checkpoint(slurm, mask_rcnn_reference,
                                                                tmp_path):
     """``slurm_train.sh ... --resume`` in a work dir whose newest checkpoint (iteration 6) a copy
-    cut in half: it goes on from iteration 3, mid-epoch 1, and ends with the same weights."""
+    cut in half: it goes on from iteration 4, the last of epoch 1 (saved before the epoch's end
+    hooks ran), and ends with the same weights."""
     work_dir, reference = tmp_path / 'work_dir', mask_rcnn_reference.work_dir
     work_dir.mkdir()
-    shutil.copy(reference / 'iter_3.pth', work_dir)
+    shutil.copy(reference / 'iter_4.pth', work_dir)
     truncated = work_dir / 'iter_6.pth'
     whole = (reference / 'iter_6.pth').read_bytes()
     truncated.write_bytes(whole[:len(whole) // 2])
@@ -158,5 +159,5 @@ def test_slurm_train_passes_over_a_truncated_newest_checkpoint(slurm, mask_rcnn_
                    '--resume', env=env).stdout
 
     assert f'--resume passes over {truncated}: unreadable, truncated or not a checkpoint' in out
-    assert 'resuming epoch 1 at batch 4 of 4' in out
+    assert 'resuming epoch 1 after its last batch, at its end (epoch hooks, validation)' in out
     assert state_dicts_differ(work_dir / 'iter_8.pth', reference / 'iter_8.pth') == []

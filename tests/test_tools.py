@@ -149,16 +149,16 @@ def worker_pids(torchrun_pid):
 def test_a_preempted_then_killed_torchrun_run_restarts_itself_and_ends_with_the_same_weights(
         mask_rcnn_reference, tmp_path):
     """MAX_RESTARTS=2: SIGUSR1 to one of the 2 processes mid-epoch 1 (both stop at one iteration,
-    preempted.pth, exit 75), then SIGKILL to one in epoch 2; torchrun restarts both each time and
-    each start resumes by itself, at the next batch. The weights equal the uninterrupted run's,
-    bit for bit."""
+    preempted.pth, exit 75), then SIGKILL to one in iteration 7 (the newest checkpoint is
+    iteration 6's, mid-epoch 2); torchrun restarts both each time and each start resumes by
+    itself, at the next batch. The weights equal the uninterrupted run's, bit for bit."""
     work_dir = tmp_path / 'work_dir'
     run = subprocess.Popen(
         [str(TOOLS_DIR / 'dist_train.sh'), str(mask_rcnn_reference.config), '2', '--work-dir',
          str(work_dir)], env=tool_env(MAX_RESTARTS='2'), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     faults = [(re.compile(r'Epoch\(train\) +\[1\]\[2/4\]'), signal.SIGUSR1),
-              (re.compile(r'Epoch\(train\) +\[2\]\[2/4\]'), signal.SIGKILL)]
+              (re.compile(r'Epoch\(train\) +\[2\]\[3/4\]'), signal.SIGKILL)]
     lines = []
     for line in run.stdout:
         lines.append(line)
@@ -171,6 +171,7 @@ def test_a_preempted_then_killed_torchrun_run_restarts_itself_and_ends_with_the_
     assert out.count('tools/train.py: preempted: SIGUSR1 received') == 2  # both processes
     assert 'torchrun start 3 of at most 3 (MAX_RESTARTS)' in out
     assert re.search(r'resuming epoch 1 at batch [345] of 4', out)
+    assert 'resuming epoch 2 at batch 3 of 4' in out  # after the SIGKILL, from iter_6.pth
     assert state_dicts_differ(work_dir / 'iter_8.pth',
                               mask_rcnn_reference.work_dir / 'iter_8.pth') == []
 

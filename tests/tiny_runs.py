@@ -236,12 +236,13 @@ def tiny_mask_rcnn_config(tmp):
 def resumable_mask_rcnn_config(tmp):
     """:func:`tiny_mask_rcnn_config` as a run to interrupt: its 2 images 4 times an epoch, 1 per
     batch, read by a dataloader worker; 2 epochs (4 iterations each on 2 processes), a checkpoint
-    every 3 iterations and at the end (``iter_3.pth``, ``iter_6.pth``, ``iter_8.pth``)."""
+    every 2 iterations: mid-epoch (``iter_2.pth``, ``iter_6.pth``) and at the end of each epoch
+    (``iter_4.pth``, ``iter_8.pth``)."""
     cfg = Config.fromfile(tiny_mask_rcnn_config(tmp))
     loader = cfg.train_dataloader
     loader.dataset = dict(type='RepeatDataset', times=4, dataset=loader.dataset)
     loader.update(batch_size=1, num_workers=1)
-    cfg.default_hooks.checkpoint.update(by_epoch=False, interval=3)
+    cfg.default_hooks.checkpoint.update(by_epoch=False, interval=2)
     return write_config(cfg, tmp / 'resumable_mask_rcnn.py')
 
 

@@ -79,9 +79,11 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         position = self.runner.message_hub.runtime_info.get(EPOCH_POSITION_KEY)
         if position and position['epoch'] == self._epoch and position['batches']:
             self.batches.skip = position['batches']
-            self.runner.logger.info(
-                f'resuming epoch {self._epoch + 1} at batch {position["batches"] + 1} of '
-                f'{len(self.dataloader)}: the batches done are skipped by index, not loaded')
+            where = (f'at batch {position["batches"] + 1} of {len(self.dataloader)}'
+                     if position['batches'] < len(self.dataloader) else
+                     'after its last batch, at its end (epoch hooks, validation)')
+            self.runner.logger.info(f'resuming epoch {self._epoch + 1} {where}: the batches done '
+                                    'are skipped by index, not loaded')
         return super().run()
 
     def run_epoch(self):
