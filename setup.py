@@ -22,6 +22,7 @@ setup(
     extras_require={
         'mim': read_requirements('mminstall'),
         'tests': read_requirements('tests'),
-        'all': read_requirements('mminstall', 'tests'),
+        'deploy': read_requirements('deploy'),
+        'all': read_requirements('mminstall', 'deploy', 'tests'),
     },
 )

@@ -25,7 +25,7 @@ STAMP=$VENV/.mmconvnext-setup
 TORCH_MARK=$VENV/.mmconvnext-torch  # 'pinned VERSION' (setup installed it) or 'kept VERSION'
 
 STACK_REQUIREMENTS=(-r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/runtime.txt"
-                    -r "$ROOT/requirements/tests.txt")
+                    -r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/tests.txt")
 
 inputs_hash() {
     { cat "$ROOT"/requirements/*.txt "$ROOT/setup.cfg" "$ROOT/setup.py" "${BASH_SOURCE[0]}" \
