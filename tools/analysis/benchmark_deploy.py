@@ -45,7 +45,10 @@ def parse_args(argv=None):
     parser.add_argument('--keep-onnx', help='keep the exported file here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.warmup < 0 or args.iters < 1:
+        parser.error(f'--warmup {args.warmup} --iters {args.iters}: need warmup >= 0, iters >= 1')
+    return args
 
 
 def packed_image(cfg, shape):
