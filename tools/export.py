@@ -46,7 +46,8 @@ def _format_report(report):
     shape = ' x '.join(str(side) for side in report.input_shape)
     lines = [f'wrote {report.path} ({osp.getsize(report.path) / 2**20:.1f} MiB): {report.task}, '
              f'input image {shape} float32 RGB 0-255'
-             + (' (dynamic: H, W multiples of 32)' if report.dynamic else ''),
+             + (f" (dynamic: {'N, and ' if report.task == 'segmentation' else ''}H, W "
+                'multiples of 32)' if report.dynamic else ''),
              f"outputs: {', '.join(report.output_names)}",
              'ONNX Runtime vs PyTorch (float32), largest |difference|: ' + ', '.join(
                  f'{name} {"count differs" if diff is None else f"{diff:.3g}"}'
