@@ -30,8 +30,7 @@ from mmengine.structures import InstanceData, PixelData
 from mmconvnext.registry import MODELS
 from .errors import DeployError
 from .onnx_file import SIZE_DIVISOR, file_description
-from .packages import require_packages
-from .runtimes import RUNTIME_PACKAGES, RUNTIME_PRECISIONS, open_session
+from .runtimes import check_runtime, open_session
 
 
 def deployed_model_config(cfg, model_file, runtime, threads=None, precision='f32'):
@@ -40,10 +39,7 @@ def deployed_model_config(cfg, model_file, runtime, threads=None, precision='f32
     window of ``cfg.model``. ``DeployError`` if the runtime's package is missing or it lacks
     ``precision``, or the file was exported for another task or number of classes than ``cfg``.
     """
-    require_packages(RUNTIME_PACKAGES.get(runtime, runtime), purpose=f'runtime {runtime}')
-    if precision not in RUNTIME_PRECISIONS.get(runtime, ()):
-        raise DeployError(f'runtime {runtime} computes in '
-                          f'{", ".join(RUNTIME_PRECISIONS.get(runtime, ()))}, not {precision}')
+    check_runtime(runtime, precision)
     description = file_description(model_file)
     model = cfg.model
     task = description['task']
@@ -54,7 +50,8 @@ def deployed_model_config(cfg, model_file, runtime, threads=None, precision='f32
     # the images reach the file as the pipeline packs them: mmengine's Runner would otherwise
     # give the model the config's top-level (normalising) data_preprocessor
     settings = dict(type='mmconvnext.DeployedModel', model_file=model_file, runtime=runtime,
-                    threads=threads, precision=precision, pad_rgb=pad_rgb,
+                    task=task, input_hw=description['input_shape'][2:], threads=threads,
+                    precision=precision, pad_rgb=pad_rgb,
                     data_preprocessor=dict(type='mmengine.BaseDataPreprocessor'))
     if task == 'detection':
         if 'roi_head' not in model:
@@ -66,6 +63,9 @@ def deployed_model_config(cfg, model_file, runtime, threads=None, precision='f32
         if 'decode_head' not in model:
             raise DeployError(f'{model_file} holds a segmentor; the config has no '
                               'model.decode_head')
+        if 'logits' not in description['outputs']:
+            raise DeployError(f'{model_file} has no logits output, which evaluation needs: '
+                              'export it with --logits')
         classes = model.decode_head.num_classes
         settings['align_corners'] = model.decode_head.get('align_corners', False)
         test_cfg = model.get('test_cfg') or {}
@@ -80,21 +80,20 @@ def deployed_model_config(cfg, model_file, runtime, threads=None, precision='f32
 
 @MODELS.register_module()
 class DeployedModel(BaseModel):
-    """The ONNX ``model_file`` run by ``runtime`` (see :mod:`.runtimes`); ``pad_rgb`` (3,):
+    """The ONNX ``model_file`` of ``task`` ('detection' or 'segmentation') with input (H, W)
+    ``input_hw`` (None for a dynamic axis), run by ``runtime`` (see :mod:`.runtimes`); built
+    from :func:`deployed_model_config`, which reads both from the file; ``pad_rgb`` (3,):
     the padding, in RGB 0-255; ``mask_thr_binary``: detection masks' threshold (< 0: uint8
     probabilities x 255, as mmdet); ``align_corners``: the decode head's; ``slide``: dict of
     ``crop_size`` and ``stride`` (H, W) for sliding-window segmentation; ``threads`` and
     ``precision``: the runtime's (:func:`.runtimes.open_session`)."""
 
-    def __init__(self, model_file, runtime, pad_rgb, mask_thr_binary=0.5, align_corners=False,
-                 slide=None, threads=None, precision='f32', data_preprocessor=None):
+    def __init__(self, model_file, task, input_hw, runtime, pad_rgb, mask_thr_binary=0.5,
+                 align_corners=False, slide=None, threads=None, precision='f32',
+                 data_preprocessor=None):
         super().__init__(data_preprocessor=data_preprocessor)
-        self.description = file_description(model_file)
-        self.task = self.description['task']
-        self.fixed_hw = tuple(self.description['input_shape'][2:])
-        if self.task == 'segmentation' and 'logits' not in self.description['outputs']:
-            raise DeployError(f'{model_file} has no logits output, which evaluation needs: '
-                              'export it with --logits')
+        self.task = task
+        self.fixed_hw = tuple(input_hw)
         self.session = open_session(model_file, runtime, threads, precision)
         self.pad_rgb = torch.tensor(pad_rgb, dtype=torch.float32).reshape(3, 1, 1)
         self.mask_thr_binary = mask_thr_binary

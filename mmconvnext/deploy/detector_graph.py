@@ -7,9 +7,10 @@ detections' count varies per image). Outputs, K detections by decreasing score:
 - ``boxes`` (K, 4) float32, x1, y1, x2, y2 in input pixels (clamped to the input);
 - ``scores`` (K,) float32; ``labels`` (K,) int64, class indices of the config's classes;
 - ``masks`` (K, M, M) float32 mask probabilities of each detection's class in its box (M: the
-  mask head's size, 28), without the mask branch: none. Pasting them into the image at
-  ``mask_thr_binary`` is left to the caller (:func:`mmconvnext.deploy.paste_masks`), because
-  K full-image masks at 800 x 1333 would be K x 4 MB of output.
+  mask head's size, 28); a detector without a mask head has no ``masks`` output. Pasting them
+  into the image at ``mask_thr_binary`` is left to the caller (as
+  :class:`~.deployed_model.DeployedModel` does it), because K full-image masks at 800 x 1333
+  would be K x 4 MB of output.
 
 The steps (mmdet's test configs give every number):
 RPN: per level the ``nms_pre`` best anchors, decoded, the boxes of ``min_bbox_size`` or less
@@ -26,8 +27,8 @@ the heads, whose NMS and RoIAlign take float32.
 import torch
 import torch.nn as nn
 
-from .graph_ops import (ImageNormalisation, batched_nms, batched_soft_nms, grouped_nms,
-                        multilevel_roi_align)
+from .graph_ops import (ImageNormalisation, as_module_list, batched_nms, batched_soft_nms,
+                        grouped_nms, multilevel_roi_align)
 
 
 def decode_boxes(coder, priors, deltas, image_hw):
@@ -42,10 +43,6 @@ def decode_boxes(coder, priors, deltas, image_hw):
     return torch.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], dim=1)
 
 
-def _as_list(heads):
-    return list(heads) if isinstance(heads, (nn.ModuleList, list, tuple)) else [heads]
-
-
 class TwoStageDetectorGraph(nn.Module):
     """``detector`` (eval mode; an mmdet ``TwoStageDetector`` with an ``RPNHead`` and a
     ``StandardRoIHead`` or ``CascadeRoIHead``, checked by :mod:`.graph_families`) from
@@ -56,13 +53,12 @@ class TwoStageDetectorGraph(nn.Module):
         self.normalise = ImageNormalisation(detector.data_preprocessor)
         self.detector = detector
         roi_head = detector.roi_head
-        self.stages = roi_head.num_stages if hasattr(roi_head, 'num_stages') else 1
-        self.bbox_extractors = _as_list(roi_head.bbox_roi_extractor)
-        self.bbox_heads = _as_list(roi_head.bbox_head)
+        self.bbox_extractors = as_module_list(roi_head.bbox_roi_extractor)
+        self.bbox_heads = as_module_list(roi_head.bbox_head)  # one per (Cascade) stage
         self.with_mask = roi_head.with_mask
         if self.with_mask:
-            self.mask_extractors = _as_list(roi_head.mask_roi_extractor)
-            self.mask_heads = _as_list(roi_head.mask_head)
+            self.mask_extractors = as_module_list(roi_head.mask_roi_extractor)
+            self.mask_heads = as_module_list(roi_head.mask_head)
         self.compute_dtype = torch.float16 if half else torch.float32
         detector.backbone.to(self.compute_dtype)
         if detector.with_neck:
@@ -75,6 +71,10 @@ class TwoStageDetectorGraph(nn.Module):
 
     #: Whether the graph handles any batch size (detectors: one image).
     batch_dynamic = False
+
+    @property
+    def num_classes(self):
+        return self.bbox_heads[-1].num_classes
 
     @property
     def output_names(self):
@@ -125,12 +125,10 @@ class TwoStageDetectorGraph(nn.Module):
         """The RoI head's boxes (K, 4), scores (K,) and labels (K,) from ``proposals``."""
         rois = torch.cat([torch.zeros_like(proposals[:, :1]), proposals], dim=1)  # image 0
         stage_logits = []
-        for stage in range(self.stages):
-            head = self.bbox_heads[stage]
-            cls_score, bbox_pred = head(multilevel_roi_align(self.bbox_extractors[stage], feats,
-                                                             rois))
+        for stage, (extractor, head) in enumerate(zip(self.bbox_extractors, self.bbox_heads)):
+            cls_score, bbox_pred = head(multilevel_roi_align(extractor, feats, rois))
             stage_logits.append(cls_score)
-            if stage < self.stages - 1:  # Cascade: the next stage sees the refined RoIs
+            if stage < len(self.bbox_heads) - 1:  # Cascade: the next stage sees the refined RoIs
                 refined = self.class_boxes(head, rois, bbox_pred, image_hw,
                                            labels=cls_score[:, :-1].argmax(dim=1))
                 rois = torch.cat([rois[:, :1], refined], dim=1)

@@ -115,7 +115,7 @@ def export_model(cfg, checkpoint, path, shape=None, dynamic=False, half=False,
         family, graph = exportable_graph(model, with_logits, half=True)
     classes = model.dataset_meta.get('classes') if model.dataset_meta else None
     write_onnx(graph, example, path, dynamic, metadata=dict(
-        task=family.task, num_classes=_num_classes(model, family.task),
+        task=family.task, num_classes=graph.num_classes,
         classes=json.dumps(list(classes) if classes else None), dynamic=dynamic,
         precision='float16' if half else 'float32', input=INPUT_NAME))
     exported = open_session(path, 'onnxruntime')(example.numpy())
@@ -126,10 +126,3 @@ def export_model(cfg, checkpoint, path, shape=None, dynamic=False, half=False,
         pixels = class_map_agreement(reference['class_map'], exported['class_map'])
     return ExportReport(path, family.task, tuple(example.shape), dynamic, graph.output_names,
                         largest_differences(reference, exported), detections, pixels)
-
-
-def _num_classes(model, task):
-    if task == 'segmentation':
-        return model.decode_head.num_classes
-    heads = model.roi_head.bbox_head
-    return (heads[-1] if hasattr(heads, '__len__') else heads).num_classes

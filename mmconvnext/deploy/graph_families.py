@@ -24,7 +24,7 @@ from mmseg.models.segmentors import EncoderDecoder
 
 from .detector_graph import TwoStageDetectorGraph
 from .errors import DeployError
-from .graph_ops import SOFT_NMS_DECAYS
+from .graph_ops import SOFT_NMS_DECAYS, as_module_list
 from .segmentor_graph import SegmentorGraph
 
 
@@ -39,10 +39,6 @@ class GraphFamily(NamedTuple):
 
 def _indexed(key, modules, index):
     return f'{key}[{index}]' if len(modules) > 1 else key
-
-
-def _listed(heads):
-    return list(heads) if hasattr(heads, '__len__') else [heads]
 
 
 def _check_nms(cfg, key, soft=False):
@@ -79,7 +75,7 @@ def _check_two_stage(model):
     if roi_head.with_mask:
         parts.append(('mask_roi_extractor', roi_head.mask_roi_extractor))
     for name, extractors in parts:
-        extractors = _listed(extractors)
+        extractors = as_module_list(extractors)
         for index, extractor in enumerate(extractors):
             key = _indexed(f'model.roi_head.{name}', extractors, index)
             if type(extractor) is not SingleRoIExtractor:
@@ -87,7 +83,7 @@ def _check_two_stage(model):
             elif not all(type(layer) is RoIAlign and layer.pool_mode == 'avg'
                          for layer in extractor.roi_layers):
                 yield f'{key}.roi_layer', "only RoIAlign with pool_mode='avg' exports"
-    heads = _listed(roi_head.bbox_head)
+    heads = as_module_list(roi_head.bbox_head)
     for index, head in enumerate(heads):
         key = _indexed('model.roi_head.bbox_head', heads, index)
         if not isinstance(head, BBoxHead):
@@ -98,7 +94,7 @@ def _check_two_stage(model):
             yield f'{key}.bbox_coder', (f'{type(head.bbox_coder).__name__}: only '
                                         'DeltaXYWHBBoxCoder exports')
     if roi_head.with_mask:
-        heads = _listed(roi_head.mask_head)
+        heads = as_module_list(roi_head.mask_head)
         for index, head in enumerate(heads):
             if not isinstance(head, FCNMaskHead):
                 yield (_indexed('model.roi_head.mask_head', heads, index),

@@ -8,7 +8,7 @@ one input size: each computes the same numbers from standard ONNX operators.
   exported as ONNX ``NonMaxSuppression``.
 - :func:`grouped_nms`: NMS of each group's own boxes (classes), with a score threshold and a
   cap per group: one ONNX ``NonMaxSuppression`` with the groups as its batch
-  (:data:`ONNX_TRANSLATIONS`). ONNX Runtime's NMS compares every pair of its boxes: on
+  (:data:`.onnx_file.ONNX_TRANSLATIONS`). ONNX Runtime's NMS compares every pair of its boxes: on
   mmcv's offset trick over 80 classes x 1000 RoIs it took 6 s, per class 5 ms.
 - :func:`batched_soft_nms`: mmcv's soft-NMS within groups, for its first ``keep`` picks
   (unrolled: ``keep`` rounds of a few standard operators each).
@@ -55,15 +55,12 @@ class AdaptiveAvgPool2dByMatrices(nn.Module):
 
 def replace_adaptive_pools(module):
     """Replace every ``nn.AdaptiveAvgPool2d`` in ``module`` (in place) by
-    :class:`AdaptiveAvgPool2dByMatrices`; returns how many were replaced."""
-    replaced = 0
+    :class:`AdaptiveAvgPool2dByMatrices`."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.AdaptiveAvgPool2d):
             setattr(module, name, AdaptiveAvgPool2dByMatrices(child.output_size))
-            replaced += 1
         else:
-            replaced += replace_adaptive_pools(child)
-    return replaced
+            replace_adaptive_pools(child)
 
 
 @torch.library.custom_op('mmconvnext::grouped_nms', mutates_args=())
@@ -88,14 +85,20 @@ def _grouped_nms_shape(boxes, scores, iou_threshold, score_threshold, max_per_gr
     return boxes.new_empty((count, 2), dtype=torch.long)
 
 
+def _apart_by_group(boxes, groups, image_hw):
+    """(K, 4) ``boxes`` (within an image of size ``image_hw``) moved so that boxes of different
+    ``groups`` (K,) never overlap: mmcv's offset trick, each group moved beyond the image (mmcv
+    moves it beyond the largest coordinate, which has no value for K = 0)."""
+    offsets = groups.to(boxes.dtype) * (max(image_hw[0], image_hw[1]) + 1)
+    return boxes + offsets[:, None]
+
+
 def batched_nms(boxes, scores, groups, iou_threshold, image_hw):
     """Indices of the kept ``boxes`` (K, 4) (x1, y1, x2, y2 within an image of size
     ``image_hw``), by decreasing ``scores`` (K,); boxes of different ``groups`` (K,) never
-    suppress each other (mmcv's offset trick: every group moved beyond the image; mmcv moves it
-    beyond the largest coordinate, which has no value for K = 0). A box is suppressed by a
-    higher-scoring one of its group with IoU > ``iou_threshold``."""
-    offsets = groups.to(boxes.dtype) * (max(image_hw[0], image_hw[1]) + 1)
-    return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
+    suppress each other. A box is suppressed by a higher-scoring one of its group with IoU >
+    ``iou_threshold``."""
+    return torchvision.ops.nms(_apart_by_group(boxes, groups, image_hw), scores, iou_threshold)
 
 
 #: mmcv's soft-NMS methods: the factor of a box's score at IoU ``iou`` with the picked box.
@@ -117,9 +120,9 @@ def batched_soft_nms(boxes, scores, groups, image_hw, keep, iou_threshold=0.3, s
     first ``keep`` picks are the ``keep`` best results: here ``keep`` rounds, each an argmax and
     one row of IoUs. Rounds after the last box report score -1 and are dropped.
     """
-    offsets = groups.to(boxes.dtype) * (max(image_hw[0], image_hw[1]) + 1)
     # one dead slot (score -1, apart from every box) gives argmax a box when K = 0
-    boxes = torch.cat([boxes + offsets[:, None], boxes.new_tensor([[-2., -2., -1., -1.]])])
+    boxes = torch.cat([_apart_by_group(boxes, groups, image_hw),
+                       boxes.new_tensor([[-2., -2., -1., -1.]])])
     remaining = torch.cat([scores, scores.new_full((1, ), -1.)])
     slots = torch.arange(remaining.shape[0], device=scores.device)
     decay = SOFT_NMS_DECAYS[method]
@@ -134,6 +137,12 @@ def batched_soft_nms(boxes, scores, groups, image_hw, keep, iou_threshold=0.3, s
     picks, pick_scores = torch.stack(picks), torch.stack(pick_scores)
     found = pick_scores >= min_score
     return picks[found], pick_scores[found]
+
+
+def as_module_list(modules):
+    """``modules`` as a list: a (Module)List's items, or the one module (mmdet's RoI heads hold
+    one extractor / head, Cascade's a ModuleList of one per stage)."""
+    return list(modules) if isinstance(modules, (nn.ModuleList, list, tuple)) else [modules]
 
 
 def multilevel_roi_align(extractor, feats, rois):

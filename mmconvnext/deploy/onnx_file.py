@@ -106,8 +106,7 @@ def write_onnx(graph, image, path, dynamic=False, metadata=None):
                 output_names=graph.output_names, external_data=False, verbose=False,
                 optimize=graph.optimize_onnx, custom_translation_table=ONNX_TRANSLATIONS,
                 dynamic_shapes=_dynamic_shapes(graph.batch_dynamic) if dynamic else None)
-        program.save(partial)
-        model = onnx.load(partial)
+        model = program.model_proto  # written once, with its metadata
         for key, value in (metadata or {}).items():
             model.metadata_props.add(key=METADATA_PREFIX + key, value=str(value))
         onnx.checker.check_model(model, full_check=True)

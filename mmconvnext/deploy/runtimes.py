@@ -22,10 +22,18 @@ RUNTIME_PACKAGES = dict(onnxruntime='onnxruntime', openvino='openvino')
 RUNTIME_PRECISIONS = dict(onnxruntime=('f32', ), openvino=('f32', 'bf16'))
 
 
-def _import_runtime(runtime):
+def check_runtime(runtime, precision='f32'):
+    """``DeployError`` unless ``runtime`` is known, its package installed and ``precision``
+    one of :data:`RUNTIME_PRECISIONS` ``[runtime]``."""
     if runtime not in RUNTIME_PACKAGES:
         raise DeployError(f'runtime {runtime!r}: one of {", ".join(RUNTIME_PACKAGES)}')
     require_packages(RUNTIME_PACKAGES[runtime], purpose=f'runtime {runtime}')
+    if precision not in RUNTIME_PRECISIONS[runtime]:
+        raise DeployError(f'runtime {runtime} computes in {", ".join(RUNTIME_PRECISIONS[runtime])}'
+                          f', not {precision}')
+
+
+def _import_runtime(runtime):
     try:
         return import_module(RUNTIME_PACKAGES[runtime])
     except ImportError as error:
@@ -73,11 +81,8 @@ SESSIONS = dict(onnxruntime=OnnxRuntimeSession, openvino=OpenVinoSession)
 
 def open_session(path, runtime, threads=None, precision='f32'):
     """A session of ``runtime`` (a key of :data:`RUNTIME_PACKAGES`) on the ONNX file ``path``,
-    computing in ``precision`` (one of :data:`RUNTIME_PRECISIONS` ``[runtime]``)."""
-    _import_runtime(runtime)
-    if precision not in RUNTIME_PRECISIONS[runtime]:
-        raise DeployError(f'runtime {runtime} computes in {", ".join(RUNTIME_PRECISIONS[runtime])}'
-                          f', not {precision}')
+    computing in ``precision`` (checked by :func:`check_runtime`)."""
+    check_runtime(runtime, precision)
     try:
         return SESSIONS[runtime](path, threads, precision)
     except DeployError:

@@ -37,6 +37,10 @@ class SegmentorGraph(nn.Module):
     optimize_onnx = True
 
     @property
+    def num_classes(self):
+        return self.decode_head.num_classes
+
+    @property
     def output_names(self):
         return ['class_map', 'logits'] if self.with_logits else ['class_map']
 
